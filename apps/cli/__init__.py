@@ -1,0 +1,1 @@
+"""The `orderly` command: run the stack and operate it."""

@@ -1,0 +1,21 @@
+"""Entry point of the `orderly` command: the verbs, grouped."""
+
+from __future__ import annotations
+
+import click
+
+from cli.migrate import migrate_command
+from cli.up import up_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def orderly() -> None:
+    """orderly: event-sourced order processing on Redis Streams, Temporal and Postgres."""
+
+
+orderly.add_command(up_command)
+orderly.add_command(migrate_command)
+
+
+def main() -> None:
+    orderly(prog_name="orderly")
