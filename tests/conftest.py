@@ -1,0 +1,5 @@
+"""Real servers for the cross-package tests, started through the embedded stack."""
+
+from orderly_platform.testing import postgres_server, redis_server, temporal_server
+
+__all__ = ["postgres_server", "redis_server", "temporal_server"]
