@@ -1,0 +1,119 @@
+"""Appends against a real Redis: dedupe, optimistic concurrency, batches."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from contracts import decode_envelope
+from eventbus.appender import EventAppender, PendingAppend, VersionConflict
+from eventbus.testing import stock_received
+from eventbus.topology import Topology
+from orderly_platform.embedded import RedisServer
+
+
+@pytest_asyncio.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+def appender(redis: aioredis.Redis) -> EventAppender:
+    return EventAppender(redis, Topology(partitions=4))
+
+
+async def test_append_writes_the_event_and_reports_its_position(redis: aioredis.Redis) -> None:
+    envelope = stock_received("SKU-A", 5)
+    result = await appender(redis).append(envelope, expected_version=0)
+
+    entries = await redis.xrange(result.stream)
+    assert [entry_id.decode() for entry_id, _ in entries] == [result.entry_id]
+    stored = decode_envelope(entries[0][1][b"event"])
+    assert stored == msgspec.structs.replace(envelope, aggregateversion=1)
+    assert (result.duplicate, result.version) == (False, 1)
+
+
+async def test_a_repeated_event_returns_the_first_answer_and_writes_nothing(
+    redis: aioredis.Redis,
+) -> None:
+    envelope = stock_received("SKU-A")
+    first = await appender(redis).append(envelope)
+    again = await appender(redis).append(envelope)
+    assert again.entry_id == first.entry_id
+    assert again.duplicate and not first.duplicate
+    assert await redis.xlen(first.stream) == 1
+
+
+async def test_the_same_event_sent_concurrently_is_written_once(
+    redis_server: RedisServer, redis: aioredis.Redis
+) -> None:
+    envelope = stock_received("SKU-B")
+    clients = [aioredis.Redis.from_url(redis_server.url) for _ in range(20)]
+    try:
+        results = await asyncio.gather(*(appender(c).append(envelope) for c in clients))
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    assert len({r.entry_id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    assert await redis.xlen(results[0].stream) == 1
+
+
+async def test_two_writers_racing_on_one_version_exactly_one_wins_every_time(
+    redis_server: RedisServer, redis: aioredis.Redis
+) -> None:
+    writers = [appender(aioredis.Redis.from_url(redis_server.url)) for _ in range(2)]
+    rounds = 200
+    try:
+        for version in range(rounds):
+            outcomes = await asyncio.gather(
+                *(w.append(stock_received("SKU-RACE"), expected_version=version) for w in writers),
+                return_exceptions=True,
+            )
+            wins = [o for o in outcomes if not isinstance(o, BaseException)]
+            losses = [o for o in outcomes if isinstance(o, VersionConflict)]
+            assert len(wins) == 1 and len(losses) == 1, outcomes
+            assert losses[0].actual == version + 1
+            assert wins[0].version == version + 1
+    finally:
+        for writer in writers:
+            await writer.redis.aclose()
+    stream = writers[0].partition_for(stock_received("SKU-RACE")).stream
+    assert await redis.xlen(stream) == rounds
+
+
+async def test_a_conflict_in_a_batch_writes_nothing_of_that_partition(
+    redis: aioredis.Redis,
+) -> None:
+    bus = appender(redis)
+    await bus.append(stock_received("SKU-C"), expected_version=0)
+    batch = [
+        PendingAppend(stock_received("SKU-C"), expected_version=1),  # would succeed alone
+        PendingAppend(stock_received("SKU-C"), expected_version=5),  # stale
+    ]
+    with pytest.raises(VersionConflict) as conflict:
+        await bus.append_batch(batch)
+    assert (conflict.value.expected, conflict.value.actual) == (5, 2)
+    assert await redis.xlen(bus.partition_for(batch[0].envelope).stream) == 1
+
+
+async def test_a_batch_spans_partitions_and_keeps_the_callers_order(
+    redis: aioredis.Redis,
+) -> None:
+    bus = appender(redis)
+    envelopes = [stock_received(f"SKU-{n}") for n in range(50)]
+    duplicate = envelopes[7]
+    results = await bus.append_batch([PendingAppend(e) for e in [*envelopes, duplicate]])
+    assert len(results) == 51
+    assert len({r.stream for r in results}) > 1
+    for envelope, result in zip(envelopes, results, strict=False):
+        assert result.stream == bus.partition_for(envelope).stream
+        [(_, fields)] = await redis.xrange(result.stream, result.entry_id, result.entry_id)
+        assert decode_envelope(fields[b"event"]).id == envelope.id
+    assert results[-1].duplicate and results[-1].entry_id == results[7].entry_id
+    total = sum([await redis.xlen(p.stream) for p in bus.topology.partitions_of("catalog")])
+    assert total == 50

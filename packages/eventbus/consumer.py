@@ -1,0 +1,299 @@
+"""The consumer-group runtime: batches in, handler once per batch, ack after success.
+
+What it guarantees, with an idempotent handler:
+- an entry is acked only after the handler returned for it, so nothing acknowledged is lost;
+- a consumer that dies leaves its entries pending, and a peer takes them over with
+  XAUTOCLAIM once they have been idle for ``claim_idle_ms``;
+- a batch that fails is retried entry by entry, so one poison entry does not hold back the
+  others; an entry delivered more than ``max_deliveries`` times goes to the dead-letter stream
+  with its last error, consumer and delivery count, and is acked;
+- ``stop()`` (wired to SIGTERM by ``run_until_signalled``) stops reading, lets the batch in
+  hand finish and be acked, then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from contracts import EventEnvelope, decode_envelope
+from eventbus.scripts import as_text, load_script
+from eventbus.topology import Partition
+from orderly_platform.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    partition: Partition
+    entry_id: str
+    payload: bytes
+    # 1 on first delivery; more when a retry or a takeover delivered it again.
+    deliveries: int = 1
+
+    def envelope(self) -> EventEnvelope:
+        return decode_envelope(self.payload)
+
+
+Handler = Callable[[Sequence[StreamEntry]], Awaitable[None]]
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    failed_batches: int = 0
+    claimed: int = 0
+
+
+@dataclass
+class ConsumerConfig:
+    group: str
+    consumer: str
+    # Entries per partition per read (XREADGROUP's COUNT applies to each stream).
+    batch_size: int = 256
+    block_ms: int = 1000
+    claim_idle_ms: int = 30_000
+    claim_interval_s: float = 5.0
+    max_deliveries: int = 5
+    # Where a new group starts reading: "0" replays the whole stream, "$" only new entries.
+    start_id: str = "0"
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        partitions: Sequence[Partition],
+        handler: Handler,
+        config: ConsumerConfig,
+    ) -> None:
+        self.redis = redis
+        self.partitions = list(partitions)
+        self.handler = handler
+        self.config = config
+        self.stats = ConsumerStats()
+        self._by_stream = {p.stream: p for p in self.partitions}
+        self._stopping = asyncio.Event()
+        self._dead_letter: AsyncScript = load_script(redis, "dead_letter.lua")
+
+    def stop(self) -> None:
+        """Graceful stop: no new reads; the batch in hand is finished and acked."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def ensure_groups(self) -> None:
+        for partition in self.partitions:
+            try:
+                await self.redis.xgroup_create(
+                    partition.stream, self.config.group, id=self.config.start_id, mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def run(self) -> None:
+        await self.ensure_groups()
+        # After a restart under the same name, our own pending entries come first.
+        await self._process_pending(await self._own_pending())
+        loop = asyncio.get_running_loop()
+        next_claim = loop.time()
+        while not self.stopping:
+            if loop.time() >= next_claim:
+                await self._process_pending(await self._claim_idle())
+                next_claim = loop.time() + self.config.claim_interval_s
+            entries = await self._read_new()
+            if entries:
+                await self._process(entries)
+        log.info("consumer stopped", group=self.config.group, consumer=self.config.consumer)
+
+    async def run_once(self) -> int:
+        """One read-and-handle cycle without claiming; returns how many entries it handled."""
+        entries = await self._read_new()
+        if entries:
+            await self._process(entries)
+        return len(entries)
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def _read_new(self) -> list[StreamEntry]:
+        reply = await self.redis.xreadgroup(
+            self.config.group,
+            self.config.consumer,
+            {p.stream: ">" for p in self.partitions},
+            count=self.config.batch_size,
+            block=self.config.block_ms,
+        )
+        entries = []
+        for stream, stream_entries in reply or []:
+            partition = self._by_stream[as_text(stream)]
+            for entry_id, fields in stream_entries:
+                entries.append(StreamEntry(partition, as_text(entry_id), fields[b"event"]))
+        return entries
+
+    async def _own_pending(self) -> list[StreamEntry]:
+        """Our own pending entries, claimed again so their delivery counts move on."""
+        entries: list[StreamEntry] = []
+        for partition in self.partitions:
+            pending = await self.redis.xpending_range(
+                partition.stream,
+                self.config.group,
+                min="-",
+                max="+",
+                count=self.config.batch_size * 16,
+                consumername=self.config.consumer,
+            )
+            ids = [item["message_id"] for item in pending]
+            if ids:
+                claimed = await self.redis.xclaim(
+                    partition.stream, self.config.group, self.config.consumer, 0, ids
+                )
+                entries += await self._with_deliveries(partition, claimed)
+        return entries
+
+    async def _claim_idle(self) -> list[StreamEntry]:
+        """Take over entries that another (probably dead) consumer left idle too long."""
+        entries: list[StreamEntry] = []
+        for partition in self.partitions:
+            start = "0-0"
+            while True:
+                reply = await self.redis.xautoclaim(
+                    partition.stream,
+                    self.config.group,
+                    self.config.consumer,
+                    min_idle_time=self.config.claim_idle_ms,
+                    start_id=start,
+                    count=self.config.batch_size,
+                )
+                start, claimed = as_text(reply[0]), reply[1]
+                entries += await self._with_deliveries(partition, claimed)
+                if start == "0-0" or not claimed:
+                    break
+        self.stats.claimed += len(entries)
+        if entries:
+            log.info("claimed idle entries", group=self.config.group, count=len(entries))
+        return entries
+
+    async def _with_deliveries(self, partition: Partition, claimed: list[Any]) -> list[StreamEntry]:
+        # XCLAIM/XAUTOCLAIM return entries without their delivery counts; XPENDING has them.
+        live = [(as_text(entry_id), fields) for entry_id, fields in claimed if fields]
+        if not live:
+            return []
+        pending = await self.redis.xpending_range(
+            partition.stream,
+            self.config.group,
+            min=live[0][0],
+            max=live[-1][0],
+            count=len(live) * 4,
+            consumername=self.config.consumer,
+        )
+        deliveries = {as_text(item["message_id"]): item["times_delivered"] for item in pending}
+        return [
+            StreamEntry(partition, entry_id, fields[b"event"], deliveries.get(entry_id, 1))
+            for entry_id, fields in live
+        ]
+
+    # --- handling ----------------------------------------------------------------------
+
+    async def _process_pending(self, entries: list[StreamEntry]) -> None:
+        alive = []
+        for entry in entries:
+            if entry.deliveries > self.config.max_deliveries:
+                await self._move_to_dead_letters(entry)
+            else:
+                alive.append(entry)
+        self.stats.retried += len(alive)
+        for start in range(0, len(alive), self.config.batch_size):
+            await self._process(alive[start : start + self.config.batch_size])
+
+    async def _process(self, entries: list[StreamEntry]) -> None:
+        try:
+            await self.handler(entries)
+        except Exception:
+            self.stats.failed_batches += 1
+            if len(entries) == 1:
+                await self._record_error(entries[0])
+                return
+            # Isolate the failing entries so the rest of the batch is not held back.
+            for entry in entries:
+                try:
+                    await self.handler([entry])
+                except Exception:
+                    await self._record_error(entry)
+                else:
+                    await self._ack([entry])
+            return
+        await self._ack(entries)
+
+    async def _ack(self, entries: list[StreamEntry]) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.partition.stream, []).append(entry.entry_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, self.config.group, *ids)
+            await pipe.execute()
+        self.stats.processed += len(entries)
+
+    async def _record_error(self, entry: StreamEntry) -> None:
+        error = traceback.format_exc(limit=5)
+        log.warning(
+            "handler failed; entry stays pending",
+            group=self.config.group,
+            stream=entry.partition.stream,
+            entry_id=entry.entry_id,
+            deliveries=entry.deliveries,
+            error=error.strip().splitlines()[-1],
+        )
+        await self.redis.hset(
+            entry.partition.errors, f"{self.config.group}:{entry.entry_id}", error
+        )
+
+    async def _move_to_dead_letters(self, entry: StreamEntry) -> None:
+        partition = entry.partition
+        await self._dead_letter(
+            keys=[partition.stream, partition.dead_letters, partition.errors],
+            args=[
+                self.config.group,
+                entry.entry_id,
+                entry.payload,
+                self.config.consumer,
+                entry.deliveries,
+                "delivered too often without success (no handler error recorded)",
+                datetime.now(UTC).isoformat(),
+            ],
+        )
+        self.stats.dead_lettered += 1
+        log.error(
+            "entry dead-lettered",
+            group=self.config.group,
+            stream=partition.stream,
+            entry_id=entry.entry_id,
+            deliveries=entry.deliveries,
+        )
+
+
+async def run_until_signalled(consumer: StreamConsumer) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, consumer.stop)
+    try:
+        await consumer.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,83 @@
+"""Where an event lives in Redis: its category, partition, stream and companion keys.
+
+Every key of one partition shares the hash tag ``{<category>:<partition>}``, so every Lua
+script touches one hash slot and the layout works unchanged on Redis Cluster. The partition
+of an aggregate is a stable hash of its id, so all events of one order stay in one stream,
+in order. The partition count is fixed for a deployment: changing it would move aggregates.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+ORDERS = "orders"
+CATALOG = "catalog"
+CATEGORIES = (ORDERS, CATALOG)
+
+# Events about a SKU; every other event is about an order (its subject is the order id).
+_CATALOG_EVENTS = frozenset({"CatalogItemUpdated", "StockReceived"})
+
+
+def category_of(event_type: str) -> str:
+    """``orderly.StockReceived.v1`` -> ``catalog``; order saga events -> ``orders``."""
+    name = event_type.split(".")[-2] if event_type.count(".") >= 2 else event_type
+    return CATALOG if name in _CATALOG_EVENTS else ORDERS
+
+
+def partition_of(aggregate_id: str, partitions: int) -> int:
+    return zlib.crc32(aggregate_id.encode()) % partitions
+
+
+@dataclass(frozen=True)
+class Partition:
+    category: str
+    index: int
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.category}:{self.index}}}"
+
+    @property
+    def stream(self) -> str:
+        return f"orderly:stream:{self.tag}"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"orderly:dlq:{self.tag}"
+
+    @property
+    def errors(self) -> str:
+        """Hash of the last handler error per pending entry, read when it is dead-lettered."""
+        return f"orderly:errors:{self.tag}"
+
+    def dedupe_key(self, dedupe_key: str) -> str:
+        return f"orderly:seen:{self.tag}:{dedupe_key}"
+
+    def version_key(self, aggregate_id: str) -> str:
+        return f"orderly:version:{self.tag}:{aggregate_id}"
+
+
+@dataclass(frozen=True)
+class Topology:
+    partitions: int = 4
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError("a category needs at least one partition")
+
+    def partition(self, category: str, aggregate_id: str) -> Partition:
+        return Partition(category, partition_of(aggregate_id, self.partitions))
+
+    def partitions_of(self, category: str) -> list[Partition]:
+        return [Partition(category, index) for index in range(self.partitions)]
+
+    def all_partitions(self) -> list[Partition]:
+        return [p for category in CATEGORIES for p in self.partitions_of(category)]
+
+    def partition_of_stream(self, stream: str) -> Partition:
+        """Inverse of ``Partition.stream``, for operator verbs that are given a stream name."""
+        for partition in self.all_partitions():
+            if partition.stream == stream:
+                return partition
+        raise ValueError(f"{stream!r} is not an orderly stream")
