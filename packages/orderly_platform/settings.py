@@ -29,6 +29,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     temporal_namespace: str = "default"
     api_token: str | None = None
     http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+    http_host: str = "127.0.0.1"
+    # Largest request body the HTTP services read; larger ones get 413 before any work.
+    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024
+    # Partitions per stream category. Fixed for a deployment: changing it moves aggregates.
+    stream_partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # None: JSON for machines, readable lines when stderr is a terminal.
     log_format: Literal["json", "console"] | None = None

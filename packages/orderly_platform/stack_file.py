@@ -33,7 +33,10 @@ def stack_file_path(data_dir: Path) -> Path:
 def write_stack_file(data_dir: Path, endpoints: dict[str, str]) -> Path:
     path = stack_file_path(data_dir)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(msgspec.json.format(msgspec.json.encode(endpoints)) + b"\n")
+    # It holds the API token: readable by its owner only.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(msgspec.json.format(msgspec.json.encode(endpoints)) + b"\n")
     # Readers never see half a file: rename is atomic within one directory.
     os.replace(tmp, path)
     return path

@@ -18,6 +18,8 @@ log = get_logger(__name__)
 
 
 class EmbeddedServer(Protocol):
+    """A server or service of the stack: the three backing servers and the orderly apps."""
+
     name: str
     process: ManagedProcess
 
@@ -80,3 +82,14 @@ class EmbeddedStack:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+async def first_to_exit(servers: Sequence[EmbeddedServer]) -> EmbeddedServer:
+    """Wait until one of the servers' processes exits on its own, and return that server."""
+    waits = {asyncio.ensure_future(server.process.wait()): server for server in servers}
+    try:
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        return waits[next(iter(done))]
+    finally:
+        for task in waits:
+            task.cancel()

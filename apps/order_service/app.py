@@ -1,0 +1,42 @@
+"""The order service's aiohttp application: routes, middleware, resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from eventbus.appender import EventAppender
+from eventbus.topology import Topology
+from order_service.events_endpoint import post_events
+from order_service.keys import APPENDER, REDIS, SETTINGS
+from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.settings import Settings
+
+
+def create_app(settings: Settings) -> web.Application:
+    if not settings.api_token:
+        raise ValueError("the order service needs ORDERLY_API_TOKEN for its write endpoints")
+    if not settings.redis_url:
+        raise ValueError("the order service needs ORDERLY_REDIS_URL")
+    app = web.Application(middlewares=[json_errors], client_max_size=settings.max_request_bytes)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_redis)
+    app.router.add_post("/events", post_events)
+
+    async def redis_answers() -> None:
+        await app[REDIS].ping()
+
+    add_health_routes(app, {"redis": redis_answers})
+    return app
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.redis_url is not None
+    client = aioredis.Redis.from_url(settings.redis_url, max_connections=256)
+    app[REDIS] = client
+    app[APPENDER] = EventAppender(client, Topology(partitions=settings.stream_partitions))
+    yield
+    await client.aclose()

@@ -1,0 +1,3 @@
+from orderly_platform.testing import redis_server
+
+__all__ = ["redis_server"]

@@ -1,0 +1,71 @@
+"""``POST /events``: integration events from outside systems, appended once each.
+
+Every event of a request is validated before anything is appended, so a bad request
+changes nothing. A retried request (same ``source`` + ``id``) gets the first answer.
+
+Errors: 401 bad or missing token; 413 body too large; 415 not a CloudEvents content type;
+400 malformed JSON, bad ``ce-*`` header, specversion other than 1.0; 422 schema violation,
+unknown type, or a type outside systems may not publish.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from contracts import ContractError, EventEnvelope, MalformedJson, UnsupportedSpecVersion
+from eventbus.appender import PendingAppend
+from order_service.cloudevents_http import BadHeader, UnsupportedMediaType, parse_events
+from order_service.keys import APPENDER, SETTINGS
+from orderly_platform.http import ApiError, json_response, require_bearer_token
+
+# Outside systems may publish these; the saga's own events only orderly writes.
+INTEGRATION_EVENT_TYPES = frozenset({"orderly.StockReceived.v1"})
+
+
+async def post_events(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    assert settings.api_token is not None
+    require_bearer_token(request, settings.api_token)
+    body = await request.read()  # 413 past client_max_size, raised by aiohttp
+    envelopes = _parse(request, body)
+    appended = await request.app[APPENDER].append_batch([PendingAppend(e) for e in envelopes])
+    return json_response(
+        {
+            "events": [
+                {"id": e.id, "source": e.source, "stream": a.stream, "entry_id": a.entry_id}
+                for e, a in zip(envelopes, appended, strict=True)
+            ]
+        },
+        status=202,
+    )
+
+
+def _parse(request: web.Request, body: bytes) -> list[EventEnvelope]:
+    try:
+        envelopes = parse_events(request.headers, request.content_type, body)
+    except UnsupportedMediaType as exc:
+        raise ApiError(415, "unsupported_media_type", str(exc)) from None
+    except BadHeader as exc:
+        raise ApiError(400, "bad_header", str(exc)) from None
+    except (MalformedJson, UnsupportedSpecVersion) as exc:
+        raise ApiError(400, exc.code, _detail(exc)) from None
+    except ContractError as exc:
+        raise ApiError(422, exc.code, _detail(exc)) from None
+    if not envelopes:
+        raise ApiError(422, "empty_batch", "a batch must hold at least one event")
+    for index, envelope in enumerate(envelopes):
+        if envelope.type not in INTEGRATION_EVENT_TYPES:
+            raise ApiError(
+                422,
+                "type_not_accepted",
+                {
+                    "field": f"$[{index}].type" if len(envelopes) > 1 else "$.type",
+                    "reason": f"{envelope.type} is not accepted from outside systems; "
+                    f"accepted: {sorted(INTEGRATION_EVENT_TYPES)}",
+                },
+            )
+    return envelopes
+
+
+def _detail(error: ContractError) -> dict[str, str | None]:
+    return {"field": error.field, "reason": error.reason}

@@ -1,0 +1,113 @@
+"""What every orderly HTTP service shares: JSON errors, bearer auth, health endpoints.
+
+Clients (and tests written outside this repo) rely on one error shape everywhere:
+``{"error": <code>, "detail": <human text or structured detail>}`` with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from orderly_platform.logs import get_logger
+
+log = get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+_json = msgspec.json.Encoder()
+
+
+class ApiError(Exception):
+    """An error with a status and a stable machine code, rendered as JSON by the middleware."""
+
+    def __init__(
+        self, status: int, code: str, detail: object, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+def json_response(
+    body: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_json.encode(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(error: ApiError) -> web.Response:
+    return json_response(
+        {"error": error.code, "detail": error.detail}, status=error.status, headers=error.headers
+    )
+
+
+# aiohttp raises these itself (no route, wrong method, body over client_max_size).
+_HTTP_ERROR_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_ERROR_CODES.get(exc.status, exc.reason.lower().replace(" ", "_"))
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return error_response(ApiError(exc.status, code, exc.text or exc.reason, headers=headers))
+    except Exception:
+        log.exception("unhandled error", path=request.path, method=request.method)
+        return error_response(ApiError(500, "internal_error", "the server failed; see its log"))
+
+
+def require_bearer_token(request: web.Request, expected: str) -> None:
+    """Refuse with 401 unless the request carries ``Authorization: Bearer <expected>``."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    # Constant-time comparison: the time taken must not reveal how much of a guess was right.
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "invalid bearer token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+
+
+def add_health_routes(app: web.Application, checks: Mapping[str, ReadinessCheck]) -> None:
+    """``/healthz``: the process answers. ``/readyz``: every dependency answers too."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        failures: dict[str, Any] = {}
+        for name, check in checks.items():
+            try:
+                await check()
+            except Exception as exc:  # any failure of a dependency means "not ready"
+                failures[name] = f"{type(exc).__name__}: {exc}"
+        if failures:
+            return json_response({"status": "unavailable", "checks": failures}, status=503)
+        return json_response({"status": "ok", "checks": {name: "ok" for name in checks}})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
