@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import secrets
 import signal
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -16,7 +17,13 @@ import msgspec
 
 import migrations
 from cli.options import emit, stack_options
-from orderly_platform.embedded import EmbeddedStack, ServerFailedToStart
+from orderly_platform.embedded import (
+    EmbeddedServer,
+    EmbeddedStack,
+    PythonService,
+    ServerFailedToStart,
+    first_to_exit,
+)
 from orderly_platform.logs import configure_logging, get_logger
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import remove_stack_file, write_stack_file
@@ -68,21 +75,37 @@ async def _run(settings: Settings, data_dir: Path, as_json: bool) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     stack = EmbeddedStack(data_dir)
-    try:
-        if not await _first(_start(stack), stop.wait()):
-            return 0  # asked to stop while starting
-        endpoints = {name: url for name in ENDPOINT_ORDER if (url := stack.endpoints().get(name))}
-        write_stack_file(data_dir, endpoints)
-        emit(as_json, endpoints, [f"{name}: {url}" for name, url in endpoints.items()])
+    generated_token = None if settings.api_token else secrets.token_urlsafe(24)
+    token = settings.api_token or generated_token
+    assert token is not None
+    services: list[PythonService] = []
 
-        crashed = asyncio.ensure_future(stack.wait_for_unexpected_exit())
+    async def start() -> None:
+        await stack.start()
+        await migrations.upgrade_async(stack.postgres.url)
+        services.extend(_services(settings, stack, token))
+        await asyncio.gather(*(service.start() for service in services))
+
+    try:
+        if not await _first(start(), stop.wait()):
+            return 0  # asked to stop while starting
+        running: list[EmbeddedServer] = [*services, *stack.servers]
+        available = {name: url for server in running for name, url in server.endpoints().items()}
+        endpoints = {name: available[name] for name in ENDPOINT_ORDER if name in available}
+        write_stack_file(data_dir, {**endpoints, "api-token": token})
+        lines = [f"{name}: {url}" for name, url in endpoints.items()]
+        if generated_token:
+            lines.append(f"api-token: {generated_token}")
+        emit(as_json, {**endpoints, "api-token": token}, lines)
+
+        crashed = asyncio.ensure_future(first_to_exit(running))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({crashed, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if crashed.done():
             server = crashed.result()
             log.error(
-                "server exited unexpectedly; stopping the stack",
+                "a process exited unexpectedly; stopping the stack",
                 server=server.name,
                 returncode=server.process.returncode,
                 log_tail=server.process.log_tail(),
@@ -92,12 +115,30 @@ async def _run(settings: Settings, data_dir: Path, as_json: bool) -> int:
         return 0
     finally:
         remove_stack_file(data_dir)
+        # Services first: they drain their in-flight work into the servers.
+        await asyncio.gather(*(service.stop() for service in services))
         await stack.stop()
 
 
-async def _start(stack: EmbeddedStack) -> None:
-    await stack.start()
-    await migrations.upgrade_async(stack.postgres.url)
+def _services(settings: Settings, stack: EmbeddedStack, token: str) -> list[PythonService]:
+    env = {
+        "ORDERLY_DATA_DIR": str(stack.data_dir),
+        "ORDERLY_REDIS_URL": stack.redis.url,
+        "ORDERLY_POSTGRES_URL": stack.postgres.url,
+        "ORDERLY_TEMPORAL_ADDRESS": stack.temporal.address,
+        "ORDERLY_API_TOKEN": token,
+        "ORDERLY_STREAM_PARTITIONS": str(settings.stream_partitions),
+        "ORDERLY_LOG_LEVEL": settings.log_level,
+    }
+    return [
+        PythonService(
+            "order-service",
+            "order_service",
+            stack.data_dir,
+            env=env,
+            port=settings.http_port or None,
+        ),
+    ]
 
 
 async def _first(work: Coroutine[Any, Any, None], stop_requested: Coroutine[Any, Any, Any]) -> bool:

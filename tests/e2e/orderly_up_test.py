@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-EXPECTED_ENDPOINTS = ["redis", "postgres", "temporal", "temporal-ui"]
+EXPECTED_LINES = ["order-service", "redis", "postgres", "temporal", "temporal-ui", "api-token"]
 START_TIMEOUT = 180.0
 
 
@@ -30,13 +31,16 @@ def cli_env() -> dict[str, str]:
 
 
 def processes_using(data_dir: Path) -> list[int]:
-    """Pids of live processes whose command line mentions the data dir."""
+    """Pids of live processes whose command line or environment mentions the data dir."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmdline += (
+                (entry / "environ").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
@@ -69,7 +73,7 @@ async def start_up(data_dir: Path) -> RunningUp:
     endpoints: dict[str, str] = {}
 
     async def read_endpoints() -> None:
-        while "temporal-ui" not in endpoints:
+        while "api-token" not in endpoints:
             line = (await process.stdout.readline()).decode()  # type: ignore[union-attr]
             if not line:
                 status = await process.wait()
@@ -112,6 +116,33 @@ async def temporal_serves(address: str) -> bool:
     return True
 
 
+async def order_service_accepts_events(endpoints: dict[str, str]) -> bool:
+    event = {
+        "specversion": "1.0",
+        "id": "e2e-1",
+        "source": "/e2e",
+        "type": "orderly.StockReceived.v1",
+        "time": "2026-11-28T10:00:00Z",
+        "subject": "SKU-E2E",
+        "data": {"sku": "SKU-E2E", "quantity": 2, "warehouse": "w"},
+    }
+    headers = {
+        "Authorization": f"Bearer {endpoints['api-token']}",
+        "Content-Type": "application/cloudevents+json",
+    }
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{endpoints['order-service']}/readyz") as ready:
+            assert ready.status == 200
+        url = f"{endpoints['order-service']}/events"
+        async with session.post(url, json=event, headers=headers) as response:
+            assert response.status == 202, await response.text()
+            [answer] = (await response.json())["events"]
+    client = aioredis.Redis.from_url(endpoints["redis"])
+    stored = await client.xrange(answer["stream"], answer["entry_id"], answer["entry_id"])
+    await client.aclose()
+    return len(stored) == 1
+
+
 async def run_cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         *cli_command(*args),
@@ -129,10 +160,11 @@ async def test_up_prints_endpoints_keeps_data_and_leaves_nothing_behind(tmp_path
 
     first = await start_up(data_dir)
     try:
-        assert list(first.endpoints) == EXPECTED_ENDPOINTS
+        assert list(first.endpoints) == EXPECTED_LINES
         stack_json = json.loads((data_dir / "stack.json").read_text())
         assert stack_json == first.endpoints
         assert await temporal_serves(first.endpoints["temporal"])
+        assert await order_service_accepts_events(first.endpoints)
         await write_markers(first.endpoints)
 
         # A second `up` on the same data dir is refused while the first runs.
