@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from cli.dlq import dlq_group
 from cli.migrate import migrate_command
+from cli.pending import pending_command
+from cli.streams import streams_command
 from cli.up import up_command
 
 
@@ -15,6 +18,9 @@ def orderly() -> None:
 
 orderly.add_command(up_command)
 orderly.add_command(migrate_command)
+orderly.add_command(streams_command)
+orderly.add_command(pending_command)
+orderly.add_command(dlq_group)
 
 
 def main() -> None:
