@@ -27,14 +27,6 @@ MAX_BODY = 64 * 1024
 
 
 @pytest_asyncio.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
-
-
-@pytest_asyncio.fixture
 async def client(
     redis_server: RedisServer, redis: aioredis.Redis
 ) -> AsyncIterator[TestClient[Any, Any]]:

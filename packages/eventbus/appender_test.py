@@ -1,11 +1,9 @@
 """Appends against a real Redis: dedupe, optimistic concurrency, batches."""
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from contracts import decode_envelope
@@ -13,14 +11,6 @@ from eventbus.appender import EventAppender, PendingAppend, VersionConflict
 from eventbus.testing import stock_received
 from eventbus.topology import Topology
 from orderly_platform.embedded import RedisServer
-
-
-@pytest_asyncio.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 def appender(redis: aioredis.Redis) -> EventAppender:

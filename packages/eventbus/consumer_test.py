@@ -1,8 +1,7 @@
 """The consumer-group runtime against a real Redis, in one process."""
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from eventbus.appender import EventAppender, PendingAppend
@@ -11,18 +10,9 @@ from eventbus.dead_letters import DeadLetters
 from eventbus.inspection import stream_states
 from eventbus.testing import stock_received
 from eventbus.topology import CATALOG, Topology
-from orderly_platform.embedded import RedisServer
 
 TOPOLOGY = Topology(partitions=2)
 PARTITIONS = TOPOLOGY.partitions_of(CATALOG)
-
-
-@pytest_asyncio.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 class Recorder:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 
 from orderly_platform.embedded import PostgresServer, RedisServer, TemporalServer
 
@@ -41,3 +42,12 @@ async def temporal_server(
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest_asyncio.fixture(name="redis")
+async def flushed_redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """A client of the session's Redis, emptied first so each test starts from nothing."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()

@@ -10,12 +10,11 @@ import json
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from contracts import StockReceived
@@ -77,14 +76,6 @@ class Cli:
         result = await self(*args, "--json")
         assert result.status == 0, result.err
         return json.loads(result.out)
-
-
-@pytest_asyncio.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

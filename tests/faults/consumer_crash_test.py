@@ -7,9 +7,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from eventbus.appender import EventAppender, PendingAppend
@@ -19,14 +18,6 @@ from orderly_platform.embedded import RedisServer
 from tests.faults.consumer_process import GROUP, TOPOLOGY, apply_once, consumer
 
 PARTITIONS = TOPOLOGY.partitions_of(CATALOG)
-
-
-@pytest_asyncio.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:

@@ -61,16 +61,6 @@ class EmbeddedStack:
         # Independent servers: stop them concurrently; each waits for its own clean exit.
         await asyncio.gather(*(server.stop() for server in self.servers))
 
-    async def wait_for_unexpected_exit(self) -> EmbeddedServer:
-        """Return the first server whose process exits on its own."""
-        waits = {asyncio.ensure_future(server.process.wait()): server for server in self.servers}
-        try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            return waits[next(iter(done))]
-        finally:
-            for task in waits:
-                task.cancel()
-
     async def __aenter__(self) -> EmbeddedStack:
         await self.start()
         return self
