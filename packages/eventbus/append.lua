@@ -1,62 +1,82 @@
--- Atomically append a batch of events to one partition stream.
+-- Atomically append events to one partition stream, in units that succeed or fail alone.
 --
--- KEYS[1]             the partition's stream
--- KEYS[2i], KEYS[2i+1] event i's dedupe key (source+id) and its aggregate's version key
--- ARGV[1]             seconds a dedupe key is kept
--- ARGV[2]             seconds an aggregate's version is kept after its last append
--- ARGV[2+2i-1]        event i's expected aggregate version, or "" for no check
--- ARGV[2+2i]          event i's payload (CloudEvents structured JSON)
+-- A unit is what one caller asked for (one request's events): all of a unit's events are
+-- written, or none. Units of different callers share this call only to share its round trip.
 --
--- Returns, per event, {stream entry id, 1 if it was a duplicate else 0, aggregate version}.
--- All checks run before any write, so a batch is all-or-nothing: a version conflict
--- returns an error naming the event and the current version, and writes nothing.
+-- KEYS[1]               the partition's stream
+-- KEYS[2i], KEYS[2i+1]  event i's dedupe key (source+id) and its aggregate's version key
+-- ARGV[1]               seconds a dedupe key is kept
+-- ARGV[2]               seconds an aggregate's version is kept after its last append
+-- ARGV[3i], ARGV[3i+1], ARGV[3i+2]
+--                       event i's unit (events of a unit are adjacent), expected aggregate
+--                       version ("" for no check), payload (CloudEvents structured JSON)
+--
+-- Returns, per event:
+--   {entry id, 0, aggregate version}   written
+--   {entry id of the first, 1, 0}      duplicate of an event already written (or earlier here)
+--   {"", 2, current version, index}    its unit was refused: event `index` expected another version
 local count = (#KEYS - 1) / 2
 local dedupe_ttl = tonumber(ARGV[1])
 local version_ttl = tonumber(ARGV[2])
 
-local versions = {}     -- version key -> version after the events checked so far
-local first_in_batch = {} -- dedupe key -> index of its first event in this batch
+local function unit_of(i) return ARGV[3 * i] end
+local function expected_of(i) return ARGV[3 * i + 1] end
+local function payload_of(i) return ARGV[3 * i + 2] end
+
+local versions = {}   -- version key -> version after the accepted units checked so far
+local first = {}      -- dedupe key -> index of the event that will write it
 local results = {}
 
-for i = 1, count do
-  local dedupe_key = KEYS[2 * i]
-  local version_key = KEYS[2 * i + 1]
-  local existing = redis.call('GET', dedupe_key)
-  if existing then
-    results[i] = {existing, 1, 0}
-  elseif first_in_batch[dedupe_key] then
-    results[i] = first_in_batch[dedupe_key]
-  else
-    local current = versions[version_key]
-    if current == nil then
-      current = tonumber(redis.call('GET', version_key) or '0')
+-- Check every unit before writing anything; a refused unit leaves no trace in the tables.
+local i = 1
+while i <= count do
+  local last = i
+  while last < count and unit_of(last + 1) == unit_of(i) do last = last + 1 end
+  local staged_versions, staged_first = {}, {}
+  local conflict, conflict_at = nil, nil
+  for k = i, last do
+    local dedupe_key, version_key = KEYS[2 * k], KEYS[2 * k + 1]
+    local existing = redis.call('GET', dedupe_key)
+    if existing then
+      results[k] = {existing, 1, 0}
+    elseif staged_first[dedupe_key] or first[dedupe_key] then
+      results[k] = staged_first[dedupe_key] or first[dedupe_key]  -- resolved after writing
+    else
+      local current = staged_versions[version_key] or versions[version_key]
+      if current == nil then current = tonumber(redis.call('GET', version_key) or '0') end
+      local expected = expected_of(k)
+      if expected ~= '' and tonumber(expected) ~= current then
+        conflict, conflict_at = current, k
+        break
+      end
+      staged_versions[version_key] = current + 1
+      staged_first[dedupe_key] = k
     end
-    local expected = ARGV[2 + 2 * i - 1]
-    if expected ~= '' and tonumber(expected) ~= current then
-      return redis.error_reply('VERSION_CONFLICT ' .. i .. ' ' .. current)
-    end
-    versions[version_key] = current + 1
-    first_in_batch[dedupe_key] = i
   end
+  if conflict then
+    for k = i, last do results[k] = {'', 2, conflict, conflict_at - i} end
+  else
+    for key, value in pairs(staged_versions) do versions[key] = value end
+    for key, value in pairs(staged_first) do first[key] = value end
+  end
+  i = last + 1
 end
 
-for i = 1, count do
-  if results[i] == nil then
-    local dedupe_key = KEYS[2 * i]
-    local version_key = KEYS[2 * i + 1]
-    local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[2 + 2 * i])
+for k = 1, count do
+  if results[k] == nil then
+    local version_key = KEYS[2 * k + 1]
+    local id = redis.call('XADD', KEYS[1], '*', 'event', payload_of(k))
     local version = redis.call('INCR', version_key)
     redis.call('EXPIRE', version_key, version_ttl)
-    redis.call('SET', dedupe_key, id, 'EX', dedupe_ttl)
-    results[i] = {id, 0, version}
+    redis.call('SET', KEYS[2 * k], id, 'EX', dedupe_ttl)
+    results[k] = {id, 0, version}
   end
 end
 
--- A later event with the same dedupe key as an earlier one in this batch answers like it.
-for i = 1, count do
-  if type(results[i]) == 'number' then
-    local first = results[results[i]]
-    results[i] = {first[1], 1, 0}
+-- An event repeating an earlier one of this call answers with that event's entry id.
+for k = 1, count do
+  if type(results[k]) == 'number' then
+    results[k] = {results[results[k]][1], 1, 0}
   end
 end
 return results

@@ -3,25 +3,32 @@
 One Lua script per partition does the dedupe check, the version check and the XADD in one
 atomic step, so a retried request can never write twice and two racing writers can never
 both succeed on the same expected version.
+
+Appends travel in *units* (what one caller asked for): a unit is all-or-nothing within each
+partition, and a version conflict refuses only its own unit. That lets many callers share
+one round trip (see ``coalescing``) without one caller's conflict failing another's append.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import ResponseError
 
 from contracts import EventEnvelope, encode_envelope
-from eventbus.scripts import as_text, load_script
+from eventbus.scripts import LuaScript, ScriptCall, as_text
 from eventbus.topology import Partition, Topology, category_of
 
 DEFAULT_DEDUPE_TTL = 7 * 24 * 3600
 DEFAULT_VERSION_TTL = 90 * 24 * 3600
+
+APPEND = LuaScript.named("append.lua")
+
+_WRITTEN, _DUPLICATE, _REFUSED = 0, 1, 2
 
 
 class VersionConflict(Exception):
@@ -51,6 +58,9 @@ class PendingAppend:
     expected_version: int | None = None
 
 
+Unit = Sequence[PendingAppend]
+
+
 class EventAppender:
     def __init__(
         self,
@@ -64,7 +74,6 @@ class EventAppender:
         self.topology = topology
         self.dedupe_ttl = dedupe_ttl
         self.version_ttl = version_ttl
-        self._script: AsyncScript = load_script(redis, "append.lua")
 
     def partition_for(self, envelope: EventEnvelope) -> Partition:
         return self.topology.partition(category_of(envelope.type), envelope.subject)
@@ -75,43 +84,68 @@ class EventAppender:
         [appended] = await self.append_batch([PendingAppend(envelope, expected_version)])
         return appended
 
-    async def append_batch(self, batch: list[PendingAppend]) -> list[Appended]:
-        """Append many events: atomic per partition, one round trip for all partitions.
+    async def append_batch(self, batch: Unit) -> list[Appended]:
+        """Append one unit; results in the order of `batch`; raises VersionConflict."""
+        [outcome] = await self.append_units([batch])
+        if isinstance(outcome, VersionConflict):
+            raise outcome
+        return outcome
 
-        Results come back in the order of `batch`. A version conflict in any partition
-        raises; the partitions without a conflict are written (each is atomic on its own).
+    async def append_units(self, units: Sequence[Unit]) -> list[list[Appended] | VersionConflict]:
+        """Append many units in one round trip; each unit's outcome in the order given.
+
+        A unit that spans partitions is atomic per partition: on a conflict in one partition
+        its events in the others are still written, and the outcome is the conflict.
         """
-        by_partition: dict[Partition, list[int]] = defaultdict(list)
-        for position, pending in enumerate(batch):
-            by_partition[self.partition_for(pending.envelope)].append(position)
+        # (unit index, position in unit) per partition; a unit's events stay adjacent.
+        placed: dict[Partition, list[tuple[int, int]]] = defaultdict(list)
+        for unit_index, unit in enumerate(units):
+            for position, pending in enumerate(unit):
+                placed[self.partition_for(pending.envelope)].append((unit_index, position))
 
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for partition, positions in by_partition.items():
-                keys = [partition.stream]
-                args: list[Any] = [self.dedupe_ttl, self.version_ttl]
-                for position in positions:
-                    pending = batch[position]
-                    keys += [
-                        partition.dedupe_key(pending.envelope.dedupe_key),
-                        partition.version_key(pending.envelope.subject),
-                    ]
-                    expected = pending.expected_version
-                    args += ["" if expected is None else expected, payload_of(pending)]
-                await self._script(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute(raise_on_error=False)
+        calls: list[ScriptCall] = []
+        for partition, slots in placed.items():
+            keys: list[Any] = [partition.stream]
+            args: list[Any] = [self.dedupe_ttl, self.version_ttl]
+            for unit_index, position in slots:
+                pending = units[unit_index][position]
+                keys += [
+                    partition.dedupe_key(pending.envelope.dedupe_key),
+                    partition.version_key(pending.envelope.subject),
+                ]
+                expected = pending.expected_version
+                args += [unit_index, "" if expected is None else expected, payload_of(pending)]
+            calls.append((keys, args))
+        replies = await APPEND.run_many(self.redis, calls)
 
-        results: list[Appended | None] = [None] * len(batch)
-        for (partition, positions), reply in zip(by_partition.items(), replies, strict=True):
-            if isinstance(reply, ResponseError):
-                raise _conflict_or(reply, batch, positions)
-            for position, (entry_id, duplicate, version) in zip(positions, reply, strict=True):
-                results[position] = Appended(
+        results: list[list[Appended | None]] = [[None] * len(unit) for unit in units]
+        conflicts: dict[int, VersionConflict] = {}
+        for (partition, slots), reply in zip(placed.items(), replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            for (unit_index, position), (entry_id, status, version, *where) in zip(
+                slots, reply, strict=True
+            ):
+                if status == _REFUSED:
+                    if unit_index not in conflicts:
+                        # `where`: the refused event's offset among this unit's events here.
+                        here = [p for u, p in slots if u == unit_index]
+                        refused = units[unit_index][here[int(where[0])]]
+                        assert refused.expected_version is not None
+                        conflicts[unit_index] = VersionConflict(
+                            refused.envelope.subject, refused.expected_version, int(version)
+                        )
+                    continue
+                results[unit_index][position] = Appended(
                     stream=partition.stream,
                     entry_id=as_text(entry_id),
-                    duplicate=bool(duplicate),
+                    duplicate=status == _DUPLICATE,
                     version=int(version),
                 )
-        return [result for result in results if result is not None]
+        return [
+            conflicts[index] if index in conflicts else [r for r in unit if r is not None]
+            for index, unit in enumerate(results)
+        ]
 
 
 def payload_of(pending: PendingAppend) -> bytes:
@@ -120,13 +154,3 @@ def payload_of(pending: PendingAppend) -> bytes:
         # A versioned append records the version it creates, so readers can check order.
         envelope = msgspec.structs.replace(envelope, aggregateversion=pending.expected_version + 1)
     return encode_envelope(envelope)
-
-
-def _conflict_or(reply: Exception, batch: list[PendingAppend], positions: list[int]) -> Exception:
-    message = str(reply)
-    if message.startswith("VERSION_CONFLICT"):
-        _, index, actual = message.split()
-        pending = batch[positions[int(index) - 1]]
-        assert pending.expected_version is not None
-        return VersionConflict(pending.envelope.subject, pending.expected_version, int(actual))
-    return reply

@@ -107,3 +107,29 @@ async def test_a_batch_spans_partitions_and_keeps_the_callers_order(
     assert results[-1].duplicate and results[-1].entry_id == results[7].entry_id
     total = sum([await redis.xlen(p.stream) for p in bus.topology.partitions_of("catalog")])
     assert total == 50
+
+
+async def test_units_in_one_call_succeed_or_fail_alone(redis: aioredis.Redis) -> None:
+    bus = EventAppender(redis, Topology(partitions=1))
+    await bus.append(stock_received("SKU-U"), expected_version=0)
+    refused_unit = [
+        PendingAppend(stock_received("SKU-U2"), expected_version=0),  # fine on its own
+        PendingAppend(stock_received("SKU-U"), expected_version=7),  # stale: refuses the unit
+    ]
+    accepted_unit = [PendingAppend(stock_received("SKU-U"), expected_version=1)]
+    refused, accepted = await bus.append_units([refused_unit, accepted_unit])
+    assert isinstance(refused, VersionConflict)
+    assert (refused.aggregate_id, refused.expected, refused.actual) == ("SKU-U", 7, 1)
+    assert not isinstance(accepted, VersionConflict) and accepted[0].version == 2
+    stream = bus.partition_for(stock_received("SKU-U")).stream
+    subjects = [decode_envelope(f[b"event"]).subject for _, f in await redis.xrange(stream)]
+    assert subjects == ["SKU-U", "SKU-U"]  # nothing of the refused unit, SKU-U2 included
+
+
+async def test_scripts_are_reloaded_after_redis_forgets_them(redis: aioredis.Redis) -> None:
+    bus = EventAppender(redis, Topology(partitions=2))
+    await bus.append(stock_received("SKU-F1"))
+    await redis.script_flush()  # as after a restart without the script cache
+    appended = await bus.append(stock_received("SKU-F2"))
+    assert not appended.duplicate
+    assert await redis.xlen(appended.stream) >= 1

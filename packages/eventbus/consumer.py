@@ -22,15 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from contracts import EventEnvelope, decode_envelope
-from eventbus.scripts import as_text, load_script
+from eventbus.scripts import LuaScript, as_text
 from eventbus.topology import Partition
 from orderly_platform.logs import get_logger
 
 log = get_logger(__name__)
+
+DEAD_LETTER = LuaScript.named("dead_letter.lua")
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,6 @@ class StreamConsumer:
         self.stats = ConsumerStats()
         self._by_stream = {p.stream: p for p in self.partitions}
         self._stopping = asyncio.Event()
-        self._dead_letter: AsyncScript = load_script(redis, "dead_letter.lua")
 
     def stop(self) -> None:
         """Graceful stop: no new reads; the batch in hand is finished and acked."""
@@ -265,9 +265,10 @@ class StreamConsumer:
 
     async def _move_to_dead_letters(self, entry: StreamEntry) -> None:
         partition = entry.partition
-        await self._dead_letter(
-            keys=[partition.stream, partition.dead_letters, partition.errors],
-            args=[
+        await DEAD_LETTER.run(
+            self.redis,
+            [partition.stream, partition.dead_letters, partition.errors],
+            [
                 self.config.group,
                 entry.entry_id,
                 entry.payload,

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from eventbus.scripts import as_text, load_script
+from eventbus.scripts import LuaScript, as_text
 from eventbus.topology import Partition
+
+REQUEUE = LuaScript.named("requeue.lua")
 
 
 class DeadLetterNotFound(LookupError):
@@ -60,7 +62,6 @@ class DeadLetters:
     def __init__(self, redis: aioredis.Redis, partitions: Sequence[Partition]) -> None:
         self.redis = redis
         self.partitions = list(partitions)
-        self._requeue = load_script(redis, "requeue.lua")
 
     async def count(self) -> int:
         total = 0
@@ -86,8 +87,8 @@ class DeadLetters:
     async def requeue(self, address: str) -> str:
         """Append the event to its stream again; every group will see it as a new entry."""
         partition, entry_id = await self._locate(address)
-        new_id = await self._requeue(
-            keys=[partition.dead_letters, partition.stream], args=[entry_id]
+        new_id = await REQUEUE.run(
+            self.redis, [partition.dead_letters, partition.stream], [entry_id]
         )
         if new_id is None:
             raise DeadLetterNotFound(f"no dead letter {address}")
