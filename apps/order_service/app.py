@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from eventbus.appender import EventAppender
+from eventbus.coalescing import CoalescingAppender
 from eventbus.topology import Topology
 from order_service.events_endpoint import post_events
 from order_service.keys import APPENDER, REDIS, SETTINGS
@@ -37,6 +38,8 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     assert settings.redis_url is not None
     client = aioredis.Redis.from_url(settings.redis_url, max_connections=256)
     app[REDIS] = client
-    app[APPENDER] = EventAppender(client, Topology(partitions=settings.stream_partitions))
+    app[APPENDER] = CoalescingAppender(
+        EventAppender(client, Topology(partitions=settings.stream_partitions))
+    )
     yield
     await client.aclose()

@@ -3,9 +3,10 @@
 from aiohttp import web
 from redis.asyncio import Redis
 
-from eventbus.appender import EventAppender
+from eventbus.coalescing import CoalescingAppender
 from orderly_platform.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
-APPENDER = web.AppKey("appender", EventAppender)
+# Requests share round trips to Redis (group commit); each keeps its own atomic append.
+APPENDER = web.AppKey("appender", CoalescingAppender)
