@@ -36,7 +36,10 @@ def create_app(settings: Settings) -> web.Application:
 async def _redis(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.redis_url is not None
-    client = aioredis.Redis.from_url(settings.redis_url, max_connections=256)
+    # A Redis that stops answering must turn into 503s, not requests that hang forever.
+    client = aioredis.Redis.from_url(
+        settings.redis_url, max_connections=256, socket_connect_timeout=5, socket_timeout=5
+    )
     app[REDIS] = client
     app[APPENDER] = CoalescingAppender(
         EventAppender(client, Topology(partitions=settings.stream_partitions))

@@ -72,7 +72,7 @@ def _percent_decode(name: str, value: str) -> str:
                 raise BadHeader(f"header {name} has an invalid percent-encoding: {value!r}")
     try:
         return unquote_to_bytes(value).decode("utf-8")
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, UnicodeEncodeError):  # raw non-UTF-8 bytes arrive escaped
         raise BadHeader(f"header {name} does not percent-encode UTF-8: {value!r}") from None
 
 

@@ -4,17 +4,26 @@ Every event of a request is validated before anything is appended, so a bad requ
 changes nothing. A retried request (same ``source`` + ``id``) gets the first answer.
 
 Errors: 401 bad or missing token; 413 body too large; 415 not a CloudEvents content type;
-400 malformed JSON, bad ``ce-*`` header, specversion other than 1.0; 422 schema violation,
-unknown type, or a type outside systems may not publish.
+400 malformed JSON, bad ``ce-*`` header, specversion other than 1.0; 422 schema violation
+(including a subject that is not the event's SKU), unknown type, or a type outside systems
+may not publish; 503 when Redis does not answer (retrying is safe).
 """
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
+from redis.exceptions import RedisError
 
-from contracts import ContractError, EventEnvelope, MalformedJson, UnsupportedSpecVersion
+from contracts import (
+    ContractError,
+    EventEnvelope,
+    MalformedJson,
+    StockReceived,
+    UnsupportedSpecVersion,
+)
 from eventbus.appender import PendingAppend
-from order_service.cloudevents_http import BadHeader, UnsupportedMediaType, parse_events
+from order_service.cloudevents_http import BATCH, BadHeader, UnsupportedMediaType, parse_events
 from order_service.keys import APPENDER, SETTINGS
 from orderly_platform.http import ApiError, json_response, require_bearer_token
 
@@ -28,7 +37,13 @@ async def post_events(request: web.Request) -> web.Response:
     require_bearer_token(request, settings.api_token)
     body = await request.read()  # 413 past client_max_size, raised by aiohttp
     envelopes = _parse(request, body)
-    appended = await request.app[APPENDER].append_batch([PendingAppend(e) for e in envelopes])
+    try:
+        appended = await request.app[APPENDER].append_batch([PendingAppend(e) for e in envelopes])
+    except RedisError as exc:
+        # Nothing or part was written; the client's retry is safe: duplicates are dropped.
+        raise ApiError(
+            503, "unavailable", f"the event store did not answer ({type(exc).__name__}); retry"
+        ) from None
     return json_response(
         {
             "events": [
@@ -53,18 +68,37 @@ def _parse(request: web.Request, body: bytes) -> list[EventEnvelope]:
         raise ApiError(422, exc.code, _detail(exc)) from None
     if not envelopes:
         raise ApiError(422, "empty_batch", "a batch must hold at least one event")
+    accepted = []
     for index, envelope in enumerate(envelopes):
+        at = f"$[{index}]" if request.content_type == BATCH else "$"
         if envelope.type not in INTEGRATION_EVENT_TYPES:
             raise ApiError(
                 422,
                 "type_not_accepted",
                 {
-                    "field": f"$[{index}].type" if len(envelopes) > 1 else "$.type",
+                    "field": f"{at}.type",
                     "reason": f"{envelope.type} is not accepted from outside systems; "
                     f"accepted: {sorted(INTEGRATION_EVENT_TYPES)}",
                 },
             )
-    return envelopes
+        aggregate_id = _aggregate_id(envelope)
+        if envelope.subject != aggregate_id:
+            # The subject picks the stream partition: a wrong one would split a SKU's events
+            # over partitions and lose their order.
+            raise ApiError(
+                422,
+                "schema_violation",
+                {"field": f"{at}.subject", "reason": f"must be the SKU {aggregate_id!r}"},
+            )
+        # Aggregate versions are orderly's to assign, never an outside system's.
+        accepted.append(msgspec.structs.replace(envelope, aggregateversion=None))
+    return accepted
+
+
+def _aggregate_id(envelope: EventEnvelope) -> str:
+    data = envelope.data
+    assert isinstance(data, StockReceived), "only integration types reach here"
+    return data.sku
 
 
 def _detail(error: ContractError) -> dict[str, str | None]:

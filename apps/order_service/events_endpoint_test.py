@@ -228,6 +228,13 @@ BAD_REQUESTS: list[tuple[str, dict[str, str], bytes, int, str]] = [
     ),
     ("empty batch", BATCH, b"[]", 422, "empty_batch"),
     (
+        "subject is not the SKU",
+        STRUCTURED,
+        msgspec.json.encode(stock_event(subject="SKU-OTHER")),
+        422,
+        "schema_violation",
+    ),
+    (
         "one bad event in a batch",
         BATCH,
         msgspec.json.encode(
@@ -274,3 +281,24 @@ async def test_health_and_readiness(client: TestClient[Any, Any]) -> None:
     assert (await ready.json())["checks"] == {"redis": "ok"}
     missing = await client.get("/nope")
     assert missing.status == 404 and (await missing.json())["error"] == "not_found"
+
+
+async def test_an_outside_aggregate_version_is_not_stored(
+    client: TestClient[Any, Any], redis: aioredis.Redis
+) -> None:
+    body = msgspec.json.encode(stock_event(aggregateversion=42))
+    assert (await client.post("/events", data=body, headers=STRUCTURED)).status == 202
+    [stored] = await stored_events(redis)
+    assert stored.aggregateversion is None
+
+
+async def test_an_unreachable_redis_is_a_503_not_a_hang() -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:1/0", api_token=TOKEN, stream_partitions=2)
+    async with TestClient(TestServer(create_app(settings))) as down:
+        body = msgspec.json.encode(stock_event())
+        response = await down.post("/events", data=body, headers=STRUCTURED)
+        assert response.status == 503
+        assert (await response.json())["error"] == "unavailable"
+        ready = await down.get("/readyz")
+        assert ready.status == 503
+        assert "redis" in (await ready.json())["checks"]

@@ -46,7 +46,9 @@ while i <= count do
       if current == nil then current = tonumber(redis.call('GET', version_key) or '0') end
       local expected = expected_of(k)
       if expected ~= '' and tonumber(expected) ~= current then
-        conflict, conflict_at = current, k
+        -- Report the version that exists, not one staged by this refused unit itself.
+        conflict = versions[version_key] or tonumber(redis.call('GET', version_key) or '0')
+        conflict_at = k
         break
       end
       staged_versions[version_key] = current + 1

@@ -64,10 +64,15 @@ class CoalescingAppender:
     async def _flush(self, taken: list[Waiting]) -> None:
         try:
             outcomes = await self.appender.append_units([unit for unit, _ in taken])
-        except Exception as exc:  # Redis unreachable, say: every caller of this flush fails
+        except BaseException as exc:
+            # Redis unreachable, or this task cancelled: every caller of the flush must hear
+            # of it. Their events may or may not be written; a retry is safe (dedupe).
+            failure = exc if isinstance(exc, Exception) else RuntimeError("append cancelled")
             for _, future in taken:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(failure)
+            if not isinstance(exc, Exception):
+                raise
             return
         finally:
             self._slots.release()

@@ -109,12 +109,12 @@ class StreamConsumer:
     async def run(self) -> None:
         await self.ensure_groups()
         # After a restart under the same name, our own pending entries come first.
-        await self._process_pending(await self._own_pending())
+        await self._process_own_pending()
         loop = asyncio.get_running_loop()
         next_claim = loop.time()
         while not self.stopping:
             if loop.time() >= next_claim:
-                await self._process_pending(await self._claim_idle())
+                await self._claim_and_process()
                 next_claim = loop.time() + self.config.claim_interval_s
             entries = await self._read_new()
             if entries:
@@ -142,35 +142,42 @@ class StreamConsumer:
         for stream, stream_entries in reply or []:
             partition = self._by_stream[as_text(stream)]
             for entry_id, fields in stream_entries:
-                entries.append(StreamEntry(partition, as_text(entry_id), fields[b"event"]))
+                entries.append(StreamEntry(partition, as_text(entry_id), _payload(fields)))
         return entries
 
-    async def _own_pending(self) -> list[StreamEntry]:
-        """Our own pending entries, claimed again so their delivery counts move on."""
-        entries: list[StreamEntry] = []
+    async def _process_own_pending(self) -> None:
+        """Handle our own pending entries, claimed again so their delivery counts move on."""
         for partition in self.partitions:
-            pending = await self.redis.xpending_range(
-                partition.stream,
-                self.config.group,
-                min="-",
-                max="+",
-                count=self.config.batch_size * 16,
-                consumername=self.config.consumer,
-            )
-            ids = [item["message_id"] for item in pending]
-            if ids:
+            after = "-"
+            while not self.stopping:
+                pending = await self.redis.xpending_range(
+                    partition.stream,
+                    self.config.group,
+                    min=after,
+                    max="+",
+                    count=self.config.batch_size,
+                    consumername=self.config.consumer,
+                )
+                if not pending:
+                    break
+                ids = [item["message_id"] for item in pending]
+                # One pass: an entry that fails again waits for the idle-time takeover.
+                after = "(" + as_text(ids[-1])
                 claimed = await self.redis.xclaim(
                     partition.stream, self.config.group, self.config.consumer, 0, ids
                 )
-                entries += await self._with_deliveries(partition, claimed)
-        return entries
+                await self._process_pending(await self._with_deliveries(partition, claimed))
 
-    async def _claim_idle(self) -> list[StreamEntry]:
-        """Take over entries that another (probably dead) consumer left idle too long."""
-        entries: list[StreamEntry] = []
+    async def _claim_and_process(self) -> None:
+        """Take over entries that another (probably dead) consumer left idle too long.
+
+        One batch is claimed and handled before the next is claimed: claiming everything
+        first would let the last claimed entries go idle again while the first are handled,
+        and a peer would claim (and handle) them a second time.
+        """
         for partition in self.partitions:
             start = "0-0"
-            while True:
+            while not self.stopping:
                 reply = await self.redis.xautoclaim(
                     partition.stream,
                     self.config.group,
@@ -180,19 +187,21 @@ class StreamConsumer:
                     count=self.config.batch_size,
                 )
                 start, claimed = as_text(reply[0]), reply[1]
-                entries += await self._with_deliveries(partition, claimed)
-                if start == "0-0" or not claimed:
+                entries = await self._with_deliveries(partition, claimed)
+                if entries:
+                    self.stats.claimed += len(entries)
+                    log.info("claimed idle entries", group=self.config.group, count=len(entries))
+                    await self._process_pending(entries)
+                # The cursor, not an empty reply, says when the whole PEL has been scanned.
+                if start == "0-0":
                     break
-        self.stats.claimed += len(entries)
-        if entries:
-            log.info("claimed idle entries", group=self.config.group, count=len(entries))
-        return entries
 
     async def _with_deliveries(self, partition: Partition, claimed: list[Any]) -> list[StreamEntry]:
         # XCLAIM/XAUTOCLAIM return entries without their delivery counts; XPENDING has them.
         live = [(as_text(entry_id), fields) for entry_id, fields in claimed if fields]
         if not live:
             return []
+        deliveries: dict[str, int] = {}
         pending = await self.redis.xpending_range(
             partition.stream,
             self.config.group,
@@ -202,8 +211,14 @@ class StreamConsumer:
             consumername=self.config.consumer,
         )
         deliveries = {as_text(item["message_id"]): item["times_delivered"] for item in pending}
+        for entry_id, _ in live:
+            if entry_id not in deliveries:  # beyond the window: other pending entries between
+                [item] = await self.redis.xpending_range(
+                    partition.stream, self.config.group, min=entry_id, max=entry_id, count=1
+                )
+                deliveries[entry_id] = item["times_delivered"]
         return [
-            StreamEntry(partition, entry_id, fields[b"event"], deliveries.get(entry_id, 1))
+            StreamEntry(partition, entry_id, _payload(fields), deliveries[entry_id])
             for entry_id, fields in live
         ]
 
@@ -246,6 +261,9 @@ class StreamConsumer:
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
                 pipe.xack(stream, self.config.group, *ids)
+            for entry in entries:
+                if entry.deliveries > 1:  # a retry: forget the error an earlier try recorded
+                    pipe.hdel(entry.partition.errors, f"{self.config.group}:{entry.entry_id}")
             await pipe.execute()
         self.stats.processed += len(entries)
 
@@ -265,7 +283,7 @@ class StreamConsumer:
 
     async def _move_to_dead_letters(self, entry: StreamEntry) -> None:
         partition = entry.partition
-        await DEAD_LETTER.run(
+        dead_letter_id = await DEAD_LETTER.run(
             self.redis,
             [partition.stream, partition.dead_letters, partition.errors],
             [
@@ -278,6 +296,8 @@ class StreamConsumer:
                 datetime.now(UTC).isoformat(),
             ],
         )
+        if dead_letter_id is None:  # a peer acked it meanwhile: handled after all
+            return
         self.stats.dead_lettered += 1
         log.error(
             "entry dead-lettered",
@@ -286,6 +306,13 @@ class StreamConsumer:
             entry_id=entry.entry_id,
             deliveries=entry.deliveries,
         )
+
+
+def _payload(fields: dict[bytes, bytes]) -> bytes:
+    # An entry written by something else than the appender has no "event" field: hand the
+    # handler empty bytes, so it fails, and the entry is dead-lettered instead of crashing
+    # the consumer (and every restart of it) on the same entry.
+    return fields.get(b"event", b"")
 
 
 async def run_until_signalled(consumer: StreamConsumer) -> None:

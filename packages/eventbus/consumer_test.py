@@ -1,5 +1,6 @@
 """The consumer-group runtime against a real Redis, in one process."""
 
+import asyncio
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -22,10 +23,12 @@ class Recorder:
         self.poison = poison or set()
         self.calls: list[list[str]] = []
         self.applied: list[str] = []
+        self.deliveries: list[int] = []
 
     async def __call__(self, entries: Sequence[StreamEntry]) -> None:
         skus = [entry.envelope().data.sku for entry in entries]  # type: ignore[union-attr]
         self.calls.append(skus)
+        self.deliveries += [entry.deliveries for entry in entries]
         bad = self.poison.intersection(skus)
         if bad:
             raise ValueError(f"cannot apply {sorted(bad)}")
@@ -71,7 +74,7 @@ async def test_a_poison_entry_is_dead_lettered_and_the_rest_flows(redis: aioredi
 
     # Each claim pass redelivers the poison entry until it has been delivered too often.
     for _ in range(3):
-        await runner._process_pending(await runner._claim_idle())
+        await runner._claim_and_process()
     assert runner.stats.dead_lettered == 1
     letters = await DeadLetters(redis, PARTITIONS).list()
     assert len(letters) == 1
@@ -99,7 +102,7 @@ async def test_dropping_a_dead_letter_removes_only_it(redis: aioredis.Redis) -> 
     runner = consumer(redis, Recorder(poison={"SKU-X", "SKU-Y"}), max_deliveries=1)
     await runner.ensure_groups()
     await runner.run_once()
-    await runner._process_pending(await runner._claim_idle())
+    await runner._claim_and_process()
     dead_letters = DeadLetters(redis, PARTITIONS)
     letters = await dead_letters.list()
     assert len(letters) == 2
@@ -114,10 +117,48 @@ async def test_a_restarted_consumer_handles_its_own_pending_entries_first(
     failing = consumer(redis, Recorder(poison={"SKU-P"}), claim_idle_ms=3_600_000)
     await failing.ensure_groups()
     await failing.run_once()  # fails: the entry stays pending for consumer c1
+    await append_skus(redis, ["SKU-NEW"])
 
     handler = Recorder()
     restarted = consumer(redis, handler, claim_idle_ms=3_600_000)
-    own = await restarted._own_pending()
-    assert [(e.envelope().data.sku, e.deliveries) for e in own] == [("SKU-P", 2)]  # type: ignore[union-attr]
-    await restarted._process_pending(own)
-    assert handler.applied == ["SKU-P"]
+
+    async def stop_when_both_seen(entries: Sequence[StreamEntry]) -> None:
+        await handler(entries)
+        if len(handler.applied) == 2:
+            restarted.stop()
+
+    restarted.handler = stop_when_both_seen
+    await asyncio.wait_for(restarted.run(), 30)
+    assert handler.calls == [["SKU-P"], ["SKU-NEW"]]
+    assert handler.deliveries == [2, 1]
+
+
+async def test_an_entry_not_written_by_the_appender_is_dead_lettered_not_fatal(
+    redis: aioredis.Redis,
+) -> None:
+    await append_skus(redis, ["SKU-OK"])
+    foreign_id = await redis.xadd(PARTITIONS[0].stream, {"something": "else"})
+    handler = Recorder()
+    runner = consumer(redis, handler, max_deliveries=1)
+    await runner.ensure_groups()
+    await runner.run_once()  # the foreign entry fails to decode; SKU-OK is applied
+    await runner._claim_and_process()  # second delivery of the foreign entry: dead letter
+    assert handler.applied == ["SKU-OK"]
+    [letter] = await DeadLetters(redis, PARTITIONS).list()
+    assert letter.entry_id == foreign_id.decode()
+    assert "MalformedJson" in letter.error
+
+
+async def test_an_entry_acked_meanwhile_is_not_dead_lettered(redis: aioredis.Redis) -> None:
+    await append_skus(redis, ["SKU-Z"])
+    runner = consumer(redis, Recorder(poison={"SKU-Z"}), max_deliveries=0)
+    await runner.ensure_groups()
+    [(_, [(entry_id, fields)])] = await redis.xreadgroup(
+        "g", "c1", {s.stream: ">" for s in PARTITIONS}
+    )
+    [partition] = [p for p in PARTITIONS if await redis.xlen(p.stream)]
+    await redis.xack(partition.stream, "g", entry_id)  # a peer finished it after all
+    entry = StreamEntry(partition, entry_id.decode(), fields[b"event"], deliveries=9)
+    await runner._move_to_dead_letters(entry)
+    assert await DeadLetters(redis, PARTITIONS).count() == 0
+    assert runner.stats.dead_lettered == 0

@@ -83,7 +83,11 @@ def require_bearer_token(request: web.Request, expected: str) -> None:
             401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
     # Constant-time comparison: the time taken must not reveal how much of a guess was right.
-    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    try:
+        presented = token.strip().encode()
+    except UnicodeEncodeError:  # raw non-UTF-8 header bytes arrive surrogate-escaped
+        presented = b""
+    if not hmac.compare_digest(presented, expected.encode()):
         raise ApiError(
             401,
             "unauthorized",

@@ -126,7 +126,7 @@ async def dead_letter(redis: aioredis.Redis, poison: Sequence[str]) -> None:
     runner = consumer(redis, poison, max_deliveries=1)
     await runner.ensure_groups()
     await runner.run_once()
-    await runner._process_pending(await runner._claim_idle())
+    await runner._claim_and_process()
     assert runner.stats.dead_lettered == len(poison)
 
 
