@@ -122,9 +122,13 @@ class PostgresServer:
         except asyncpg.CannotConnectNowError:  # still starting up or recovering
             return False
         try:
-            return bool(await connection.fetchval("SELECT 1") == 1)
+            data_directory = await connection.fetchval("SHOW data_directory")
         finally:
             await connection.close()
+        # Ports are picked free, then bound by the server: another may have won the port.
+        if os.path.realpath(data_directory) != os.path.realpath(self.pgdata):
+            raise ServerFailedToStart(f"port {self.port} is served by another Postgres")
+        return True
 
     async def _ensure_database(self) -> None:
         connection = await asyncpg.connect(self._admin_url, timeout=5)

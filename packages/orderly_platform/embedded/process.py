@@ -31,12 +31,16 @@ def free_port() -> int:
         return port
 
 
+# Resolved once in the parent: between fork and exec the child must not dlopen (a loader
+# lock held by another thread at fork time would never be released there).
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
 def _die_with_parent(sig: int) -> Callable[[], None]:
     # Runs in the child between fork and exec (after any uid change, which would clear it):
     # if the parent is killed with SIGKILL, the kernel sends `sig` so no server is orphaned.
     def set_parent_death_signal() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        _prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
     return set_parent_death_signal
 

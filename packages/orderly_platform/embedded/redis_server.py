@@ -84,8 +84,17 @@ class RedisServer:
         client = aioredis.Redis.from_url(self.url, socket_connect_timeout=1)
         try:
             # PING fails with LOADING while a large AOF is replayed: not ready yet.
-            return bool(await client.ping())
+            if not await client.ping():
+                return False
+            info = await client.info("server")
         except RedisError:
             return False
         finally:
             await client.aclose()
+        # Ports are picked free, then bound by the server: another process may have won the
+        # same port meanwhile. Only our own server counts as ready.
+        if info.get("process_id") != self.process.pid:
+            raise ServerFailedToStart(
+                f"port {self.port} is served by another Redis (pid {info.get('process_id')})"
+            )
+        return True

@@ -92,6 +92,9 @@ class TemporalServer:
         await self.process.wait_ready(self._serves_namespace, self.start_timeout)
         if self.ui_port is not None:
             await self.process.wait_ready(self._ui_listens, self.start_timeout)
+        # The dev server binds several ports and exits when one is taken; a frontend that
+        # answered may then belong to another test's server. Ours must still be alive.
+        await self.process.wait_ready(self._serves_namespace, self.start_timeout)
 
     async def stop(self) -> None:
         await self.process.stop()
