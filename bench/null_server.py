@@ -1,8 +1,8 @@
 """A POST handler that does nothing: the aiohttp ceiling for ``POST /events``.
 
 ``python -m bench.null_server [PORT]`` (default: ``ORDERLY_HTTP_PORT``) serves ``POST /events``
-(reads the body, answers 202 with a tiny JSON body) and ``GET /readyz``, with the same
-``web.run_app`` settings as the order service (default asyncio loop, no access log). What the
+(reads the body, answers 202 with a tiny JSON body) and ``GET /readyz``, run by the same
+``orderly_platform.http.serve`` as the order service (same event loop, GC and server settings). What the
 order service does beyond this (auth, CloudEvents parsing, the Redis append) is what a
 benchmark comparing the two measures.
 """
@@ -13,6 +13,8 @@ import os
 import sys
 
 from aiohttp import web
+
+from orderly_platform.http import serve
 
 _ACCEPTED = b'{"accepted":true}'
 
@@ -35,7 +37,7 @@ def create_app() -> web.Application:
 
 def main(argv: list[str]) -> None:
     port = int(argv[1]) if len(argv) > 1 else int(os.environ["ORDERLY_HTTP_PORT"])
-    web.run_app(create_app(), host="127.0.0.1", port=port, access_log=None, print=None)
+    serve(create_app(), host="127.0.0.1", port=port)
 
 
 if __name__ == "__main__":

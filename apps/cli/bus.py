@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import redis.asyncio as aioredis
@@ -15,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from eventbus.topology import Topology
 from orderly_platform.settings import Settings
-from orderly_platform.stack_file import require_endpoint
+from orderly_platform.stack_file import redacted, require_endpoint
 
 # A verb is interactive: an unreachable host should fail in seconds, not hang.
 CONNECT_TIMEOUT_S = 5.0
@@ -36,30 +35,21 @@ def run_on_redis(settings: Settings, work: Callable[[aioredis.Redis], Awaitable[
         return asyncio.run(_with_client(url, work))
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise click.ClickException(
-            f"cannot reach redis at {_redacted(url)}: {_one_line(exc)}"
+            f"cannot reach redis at {redacted(url)}: {_one_line(exc)}"
         ) from None
     except RedisError as exc:
-        raise click.ClickException(f"redis at {_redacted(url)} failed: {_one_line(exc)}") from None
+        raise click.ClickException(f"redis at {redacted(url)} failed: {_one_line(exc)}") from None
 
 
 async def _with_client(url: str, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
     try:
         client = aioredis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S)
     except ValueError as exc:  # not a redis:// URL
-        raise click.ClickException(f"bad redis URL {_redacted(url)}: {exc}") from None
+        raise click.ClickException(f"bad redis URL {redacted(url)}: {exc}") from None
     try:
         return await work(client)
     finally:
         await client.aclose()
-
-
-def _redacted(url: str) -> str:
-    # Error lines end up in terminals and CI logs; a password in the URL must not.
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _one_line(exc: BaseException) -> str:

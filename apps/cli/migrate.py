@@ -6,11 +6,16 @@ import asyncio
 
 import asyncpg
 import click
+from alembic.util.exc import CommandError
+from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
 from cli.options import emit, stack_options
 from orderly_platform.settings import Settings
-from orderly_platform.stack_file import require_endpoint
+from orderly_platform.stack_file import redacted, require_endpoint
+
+# What a bad revision, an unreachable server or refused credentials raise.
+MIGRATION_ERRORS = (OSError, asyncpg.PostgresError, CommandError, SQLAlchemyError)
 
 
 @click.command("migrate")
@@ -22,6 +27,9 @@ def migrate_command(settings: Settings, as_json: bool, revision: str) -> None:
     try:
         migrations.upgrade(url, revision)
         current = asyncio.run(migrations.current_revision(url))
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise click.ClickException(f"cannot migrate the database at {url}: {exc}") from None
+    except MIGRATION_ERRORS as exc:
+        one_line = " ".join(str(exc).split())
+        raise click.ClickException(
+            f"cannot migrate the database at {redacted(url)}: {one_line}"
+        ) from None
     emit(as_json, {"postgres": url, "revision": current}, [f"postgres at revision {current}"])

@@ -16,6 +16,7 @@ import click
 import msgspec
 
 import migrations
+from cli.migrate import MIGRATION_ERRORS
 from cli.options import emit, stack_options
 from orderly_platform.embedded import (
     EmbeddedServer,
@@ -59,12 +60,17 @@ def up_command(settings: Settings, as_json: bool, http_port: int | None) -> None
     if http_port is not None:
         settings = msgspec.structs.replace(settings, http_port=http_port)
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot use {data_dir} as the data dir: {exc}") from None
     with _exclusive(data_dir):
         try:
             exit_code = asyncio.run(_run(settings, data_dir, as_json))
         except ServerFailedToStart as exc:
             raise click.ClickException(str(exc)) from None
+        except MIGRATION_ERRORS as exc:
+            raise click.ClickException(f"migrating the read models failed: {exc}") from None
     raise SystemExit(exit_code)
 
 

@@ -42,8 +42,8 @@ async def stream_states(
         for info in await redis.xinfo_groups(partition.stream):
             name = as_text(info["name"])
             oldest_id, oldest_idle = None, None
-            if info["pending"]:
-                [oldest] = await redis.xpending_range(partition.stream, name, "-", "+", 1)
+            # Acked between XINFO and XPENDING, the oldest may be gone: then there is none.
+            for oldest in await redis.xpending_range(partition.stream, name, "-", "+", 1):
                 oldest_id = as_text(oldest["message_id"])
                 oldest_idle = int(oldest["time_since_delivered"])
             groups.append(

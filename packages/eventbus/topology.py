@@ -74,10 +74,3 @@ class Topology:
 
     def all_partitions(self) -> list[Partition]:
         return [p for category in CATEGORIES for p in self.partitions_of(category)]
-
-    def partition_of_stream(self, stream: str) -> Partition:
-        """Inverse of ``Partition.stream``, for operator verbs that are given a stream name."""
-        for partition in self.all_partitions():
-            if partition.stream == stream:
-                return partition
-        raise ValueError(f"{stream!r} is not an orderly stream")

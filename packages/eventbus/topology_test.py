@@ -1,6 +1,6 @@
 from redis.crc import key_slot
 
-from eventbus.topology import CATALOG, ORDERS, Partition, Topology, category_of, partition_of
+from eventbus.topology import CATALOG, ORDERS, Partition, category_of, partition_of
 
 
 def test_catalog_events_and_order_events_go_to_their_categories() -> None:
@@ -26,9 +26,3 @@ def test_every_key_of_a_partition_is_in_one_cluster_hash_slot() -> None:
         partition.version_key("order-1"),
     ]
     assert len({key_slot(key.encode()) for key in keys}) == 1
-
-
-def test_stream_names_map_back_to_partitions() -> None:
-    topology = Topology(partitions=2)
-    for partition in topology.all_partitions():
-        assert topology.partition_of_stream(partition.stream) == partition

@@ -6,6 +6,7 @@ Clients (and tests written outside this repo) rely on one error shape everywhere
 
 from __future__ import annotations
 
+import gc
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -115,3 +116,24 @@ def add_health_routes(app: web.Application, checks: Mapping[str, ReadinessCheck]
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+
+
+def serve(app: web.Application, *, host: str, port: int) -> None:
+    """Run an HTTP service until SIGTERM/SIGINT, with the runtime settings every service uses.
+
+    aiohttp handles the signals: stop accepting, finish in-flight requests, run cleanup.
+    """
+    # Requests allocate many short-lived objects and almost no cycles: collecting the young
+    # generation every 700 allocations (the default) costs more than it frees here, and
+    # its pauses showed as p99 latency. Freezing what start-up allocated keeps the
+    # collector from re-scanning it forever.
+    gc.set_threshold(50_000, 20, 100)
+    gc.freeze()
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,  # a log line per request costs more than the request; metrics cover it
+        print=None,
+        shutdown_timeout=10,
+    )

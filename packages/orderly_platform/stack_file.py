@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -79,3 +80,12 @@ def require_endpoint(settings: Settings, name: str) -> str:
             f"'./orderly up --data-dir {settings.data_dir}'{hint}."
         )
     return endpoint
+
+
+def redacted(url: str) -> str:
+    """The URL without its password: error lines end up in terminals and CI logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -179,6 +179,12 @@ async def test_up_prints_endpoints_keeps_data_and_leaves_nothing_behind(tmp_path
             "postgres": first.endpoints["postgres"],
             "revision": "0001_baseline",
         }
+        status, out, err = await run_cli(
+            "migrate", "--data-dir", str(data_dir), "--revision", "nope"
+        )
+        assert status == 1
+        assert len(err.strip().splitlines()) == 1
+        assert "cannot migrate the database" in err and "nope" in err
     finally:
         status = await first.stop(signal.SIGINT)
     assert status == 0

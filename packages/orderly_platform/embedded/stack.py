@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 from orderly_platform.embedded.postgres_server import PostgresServer
@@ -31,7 +30,7 @@ class EmbeddedServer(Protocol):
 
 
 class EmbeddedStack:
-    """The three servers of orderly. Use as ``async with EmbeddedStack(dir) as stack:``."""
+    """The three servers of orderly, started and stopped together."""
 
     def __init__(self, data_dir: Path, *, ui: bool = True, durable: bool = True) -> None:
         self.data_dir = data_dir.resolve()
@@ -60,18 +59,6 @@ class EmbeddedStack:
     async def stop(self) -> None:
         # Independent servers: stop them concurrently; each waits for its own clean exit.
         await asyncio.gather(*(server.stop() for server in self.servers))
-
-    async def __aenter__(self) -> EmbeddedStack:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def first_to_exit(servers: Sequence[EmbeddedServer]) -> EmbeddedServer:
