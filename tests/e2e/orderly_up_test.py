@@ -17,6 +17,8 @@ import redis.asyncio as aioredis
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
+import migrations
+
 EXPECTED_LINES = ["order-service", "redis", "postgres", "temporal", "temporal-ui", "api-token"]
 START_TIMEOUT = 180.0
 
@@ -177,7 +179,7 @@ async def test_up_prints_endpoints_keeps_data_and_leaves_nothing_behind(tmp_path
         assert status == 0
         assert json.loads(out) == {
             "postgres": first.endpoints["postgres"],
-            "revision": "0001_baseline",
+            "revision": migrations.head_revision(),
         }
         status, out, err = await run_cli(
             "migrate", "--data-dir", str(data_dir), "--revision", "nope"

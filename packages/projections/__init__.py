@@ -1,0 +1,1 @@
+"""Postgres read models built from the event streams, exactly once per projection."""

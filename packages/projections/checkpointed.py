@@ -1,0 +1,104 @@
+"""Apply a batch of stream entries to a projection exactly once.
+
+The projection's writes and its checkpoint (per stream partition) commit in one
+transaction. Entries at or below the checkpoint were applied before (a redelivery after a
+crash between commit and XACK, or a takeover by a peer) and are skipped, so at-least-once
+delivery from the consumer group becomes exactly-once effect in Postgres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventbus.consumer import StreamEntry
+from projections.positions import BEGINNING, StreamPosition
+from projections.tables import projection_checkpoints
+
+Apply = Callable[[AsyncConnection, list[StreamEntry]], Awaitable[None]]
+
+
+async def apply_exactly_once(
+    engine: AsyncEngine, projection: str, entries: Sequence[StreamEntry], apply: Apply
+) -> int:
+    """Apply the entries not applied yet, in stream order per partition; return how many."""
+    streams = sorted({entry.partition.stream for entry in entries})
+    async with engine.begin() as connection:
+        checkpoints = await _lock_checkpoints(connection, projection, streams)
+        fresh = sorted(
+            (
+                e
+                for e in entries
+                if StreamPosition.parse(e.entry_id) > checkpoints[e.partition.stream]
+            ),
+            key=lambda e: (e.partition.stream, StreamPosition.parse(e.entry_id)),
+        )
+        if fresh:
+            await apply(connection, fresh)
+            await _advance(connection, projection, fresh)
+    return len(fresh)
+
+
+async def _lock_checkpoints(
+    connection: AsyncConnection, projection: str, streams: list[str]
+) -> dict[str, StreamPosition]:
+    # Create missing rows first so FOR UPDATE has something to lock: two appliers of the same
+    # partition (a takeover racing the original consumer) then run one after the other.
+    await connection.execute(
+        insert(projection_checkpoints)
+        .values(
+            [
+                {"projection": projection, "stream": s, "entry_ms": 0, "entry_seq": 0}
+                for s in streams
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
+    rows = await connection.execute(
+        sa.select(
+            projection_checkpoints.c.stream,
+            projection_checkpoints.c.entry_ms,
+            projection_checkpoints.c.entry_seq,
+        )
+        .where(
+            projection_checkpoints.c.projection == projection,
+            projection_checkpoints.c.stream.in_(streams),
+        )
+        .order_by(projection_checkpoints.c.stream)
+        .with_for_update()
+    )
+    positions = {row.stream: StreamPosition(row.entry_ms, row.entry_seq) for row in rows}
+    return {stream: positions.get(stream, BEGINNING) for stream in streams}
+
+
+async def _advance(connection: AsyncConnection, projection: str, fresh: list[StreamEntry]) -> None:
+    last: dict[str, StreamPosition] = {}
+    for entry in fresh:  # sorted by stream, then position: the last one per stream wins
+        last[entry.partition.stream] = StreamPosition.parse(entry.entry_id)
+    for stream, position in last.items():
+        await connection.execute(
+            sa.update(projection_checkpoints)
+            .where(
+                projection_checkpoints.c.projection == projection,
+                projection_checkpoints.c.stream == stream,
+            )
+            .values(entry_ms=position.ms, entry_seq=position.seq, updated_at=sa.func.now())
+        )
+
+
+async def checkpoint_of(engine: AsyncEngine, projection: str, stream: str) -> StreamPosition:
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                sa.select(
+                    projection_checkpoints.c.entry_ms, projection_checkpoints.c.entry_seq
+                ).where(
+                    projection_checkpoints.c.projection == projection,
+                    projection_checkpoints.c.stream == stream,
+                )
+            )
+        ).first()
+    return BEGINNING if row is None else StreamPosition(row.entry_ms, row.entry_seq)

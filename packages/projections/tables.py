@@ -1,0 +1,41 @@
+"""The Postgres tables the projections own (SQLAlchemy Core). Alembic revisions create them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TIMESTAMP
+
+metadata = sa.MetaData()
+
+# Every event ever appended, kept after Redis trims its stream; replay reads it first.
+event_archive = sa.Table(
+    "event_archive",
+    metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("stream", sa.Text, nullable=False),
+    # A stream entry id "<ms>-<seq>" as two numbers, so positions compare and index well.
+    sa.Column("entry_ms", sa.BigInteger, nullable=False),
+    sa.Column("entry_seq", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("time", TIMESTAMP(timezone=True), nullable=False),
+    # The exact bytes the stream held (structured CloudEvents JSON), for a faithful replay.
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column(
+        "archived_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint("stream", "entry_ms", "entry_seq", name="event_archive_position"),
+)
+
+# How far each projection has applied each stream partition; written in the same transaction
+# as the projection's own rows, so a redelivered entry is recognised and skipped.
+projection_checkpoints = sa.Table(
+    "projection_checkpoints",
+    metadata,
+    sa.Column("projection", sa.Text, primary_key=True),
+    sa.Column("stream", sa.Text, primary_key=True),
+    sa.Column("entry_ms", sa.BigInteger, nullable=False),
+    sa.Column("entry_seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
+)
