@@ -144,6 +144,8 @@ def _services(settings: Settings, stack: EmbeddedStack, token: str) -> list[Pyth
             env=env,
             port=settings.http_port or None,
         ),
+        # Its HTTP port serves only health checks; it is not an endpoint users call.
+        PythonService("projector", "projector", stack.data_dir, env=env),
     ]
 
 

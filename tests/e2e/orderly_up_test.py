@@ -142,7 +142,28 @@ async def order_service_accepts_events(endpoints: dict[str, str]) -> bool:
     client = aioredis.Redis.from_url(endpoints["redis"])
     stored = await client.xrange(answer["stream"], answer["entry_id"], answer["entry_id"])
     await client.aclose()
-    return len(stored) == 1
+    assert len(stored) == 1
+
+    # The projector (its own process) archives it in Postgres.
+    connection = await asyncpg.connect(endpoints["postgres"])
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:
+            row = await connection.fetchrow(
+                "SELECT stream, entry_ms, entry_seq FROM event_archive WHERE source = $1 AND id = $2",
+                event["source"],
+                event["id"],
+            )
+            if row is not None:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "event never archived"
+            await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+    return bool(
+        row["stream"] == answer["stream"]
+        and f"{row['entry_ms']}-{row['entry_seq']}" == answer["entry_id"]
+    )
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:

@@ -1,0 +1,72 @@
+"""The projector process: a consumer group per projection, plus health endpoints.
+
+Each projection reads every stream partition in its own group and applies batches through
+``apply_exactly_once``. On SIGTERM aiohttp runs the cleanup below: each consumer stops
+reading, finishes and acks the batch in hand, and only then does the process exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator, Sequence
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from aiohttp import web
+
+from eventbus.consumer import ConsumerConfig, StreamConsumer, StreamEntry
+from eventbus.topology import Topology
+from orderly_platform.database import create_engine
+from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.settings import Settings
+from projections.archive import ARCHIVE, archive_entries
+from projections.checkpointed import Apply, apply_exactly_once
+
+# Projection name -> how a batch is applied. The name is also the consumer group.
+PROJECTIONS: dict[str, Apply] = {ARCHIVE: archive_entries}
+
+CONSUMERS = web.AppKey("consumers", list)
+
+
+def create_app(settings: Settings) -> web.Application:
+    if not settings.redis_url or not settings.postgres_url:
+        raise ValueError("the projector needs ORDERLY_REDIS_URL and ORDERLY_POSTGRES_URL")
+    app = web.Application(middlewares=[json_errors])
+    redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    engine = create_engine(settings.postgres_url, pool_size=len(PROJECTIONS) + 2)
+    partitions = Topology(partitions=settings.stream_partitions).all_partitions()
+    # Unique per process: a restarted projector must not inherit a dead one's pending entries
+    # by name; a peer takes them over by idle time instead.
+    consumer_name = f"{socket.gethostname()}-{os.getpid()}"
+
+    def consumer_for(name: str, apply: Apply) -> StreamConsumer:
+        async def handle(entries: Sequence[StreamEntry]) -> None:
+            await apply_exactly_once(engine, name, entries, apply)
+
+        return StreamConsumer(
+            redis, partitions, handle, ConsumerConfig(group=name, consumer=consumer_name)
+        )
+
+    consumers = [consumer_for(name, apply) for name, apply in PROJECTIONS.items()]
+
+    async def run_consumers(app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
+        yield
+        for consumer in consumers:
+            consumer.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await redis.aclose()
+        await engine.dispose()
+
+    async def redis_answers() -> None:
+        await redis.ping()
+
+    async def postgres_answers() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    app.cleanup_ctx.append(run_consumers)
+    add_health_routes(app, {"redis": redis_answers, "postgres": postgres_answers})
+    return app
