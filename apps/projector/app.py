@@ -1,7 +1,8 @@
 """The projector process: a consumer group per projection, plus health endpoints.
 
 Each projection reads every stream partition in its own group and applies batches through
-``apply_exactly_once``. On SIGTERM aiohttp runs the cleanup below: each consumer stops
+``apply_exactly_once``. A periodic pass trims the streams below what is archived and acked by
+every group, which keeps Redis memory bounded. On SIGTERM aiohttp runs the cleanup below: each consumer stops
 reading, finishes and acks the batch in hand, and only then does the process exit.
 """
 
@@ -20,9 +21,13 @@ from eventbus.consumer import ConsumerConfig, StreamConsumer, StreamEntry
 from eventbus.topology import Topology
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.logs import get_logger
 from orderly_platform.settings import Settings
 from projections.archive import ARCHIVE, archive_entries
 from projections.checkpointed import Apply, apply_exactly_once
+from projections.trimming import trim_streams
+
+log = get_logger(__name__)
 
 # Projection name -> how a batch is applied. The name is also the consumer group.
 PROJECTIONS: dict[str, Apply] = {ARCHIVE: archive_entries}
@@ -51,12 +56,25 @@ def create_app(settings: Settings) -> web.Application:
 
     consumers = [consumer_for(name, apply) for name, apply in PROJECTIONS.items()]
 
+    async def trim_periodically() -> None:
+        while True:
+            await asyncio.sleep(settings.trim_interval_s)  # a schedule, not a wait for a condition
+            try:
+                removed = await trim_streams(redis, engine, partitions)
+            except Exception:  # a failed pass only delays trimming; the next one retries
+                log.exception("trimming failed")
+            else:
+                if removed:
+                    log.info("streams trimmed", removed=removed)
+
     async def run_consumers(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
+        trimmer = asyncio.create_task(trim_periodically())
         yield
+        trimmer.cancel()
         for consumer in consumers:
             consumer.stop()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(trimmer, *tasks, return_exceptions=True)
         await redis.aclose()
         await engine.dispose()
 

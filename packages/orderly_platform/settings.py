@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024
     # Partitions per stream category. Fixed for a deployment: changing it moves aggregates.
     stream_partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
+    # How often the projector trims streams below what is archived and acked everywhere.
+    trim_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # None: JSON for machines, readable lines when stderr is a terminal.
     log_format: Literal["json", "console"] | None = None
