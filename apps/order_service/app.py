@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
+import sqlalchemy as sa
 from aiohttp import web
 
 from eventbus.appender import EventAppender
 from eventbus.coalescing import CoalescingAppender
 from eventbus.topology import Topology
+from order_service.catalog_endpoint import put_catalog_item
 from order_service.events_endpoint import post_events
-from order_service.keys import APPENDER, REDIS, SETTINGS
+from order_service.inventory_endpoint import get_inventory
+from order_service.keys import APPENDER, ENGINE, REDIS, SETTINGS
+from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.settings import Settings
 
@@ -25,11 +29,22 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_redis)
     app.router.add_post("/events", post_events)
+    app.router.add_put("/catalog/{sku}", put_catalog_item)
+    app.router.add_get("/inventory/{sku}", get_inventory)
 
     async def redis_answers() -> None:
         await app[REDIS].ping()
 
-    add_health_routes(app, {"redis": redis_answers})
+    checks = {"redis": redis_answers}
+    if settings.postgres_url:
+        app.cleanup_ctx.append(_postgres)
+
+        async def postgres_answers() -> None:
+            async with app[ENGINE].connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+
+        checks["postgres"] = postgres_answers
+    add_health_routes(app, checks)
     return app
 
 
@@ -46,3 +61,11 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await client.aclose()
+
+
+async def _postgres(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.postgres_url is not None
+    app[ENGINE] = create_engine(settings.postgres_url, pool_size=10)
+    yield
+    await app[ENGINE].dispose()

@@ -13,17 +13,11 @@ from __future__ import annotations
 
 import msgspec
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from contracts import (
-    ContractError,
-    EventEnvelope,
-    MalformedJson,
-    StockReceived,
-    UnsupportedSpecVersion,
-)
+from contracts import ContractError, EventEnvelope, StockReceived
 from eventbus.appender import PendingAppend
 from order_service.cloudevents_http import BATCH, BadHeader, UnsupportedMediaType, parse_events
+from order_service.errors import append_or_503, contract_error
 from order_service.keys import APPENDER, SETTINGS
 from orderly_platform.http import ApiError, json_response, require_bearer_token
 
@@ -37,13 +31,7 @@ async def post_events(request: web.Request) -> web.Response:
     require_bearer_token(request, settings.api_token)
     body = await request.read()  # 413 past client_max_size, raised by aiohttp
     envelopes = _parse(request, body)
-    try:
-        appended = await request.app[APPENDER].append_batch([PendingAppend(e) for e in envelopes])
-    except RedisError as exc:
-        # Nothing or part was written; the client's retry is safe: duplicates are dropped.
-        raise ApiError(
-            503, "unavailable", f"the event store did not answer ({type(exc).__name__}); retry"
-        ) from None
+    appended = await append_or_503(request.app[APPENDER], [PendingAppend(e) for e in envelopes])
     return json_response(
         {
             "events": [
@@ -62,10 +50,8 @@ def _parse(request: web.Request, body: bytes) -> list[EventEnvelope]:
         raise ApiError(415, "unsupported_media_type", str(exc)) from None
     except BadHeader as exc:
         raise ApiError(400, "bad_header", str(exc)) from None
-    except (MalformedJson, UnsupportedSpecVersion) as exc:
-        raise ApiError(400, exc.code, _detail(exc)) from None
     except ContractError as exc:
-        raise ApiError(422, exc.code, _detail(exc)) from None
+        raise contract_error(exc) from None
     if not envelopes:
         raise ApiError(422, "empty_batch", "a batch must hold at least one event")
     accepted = []
@@ -99,7 +85,3 @@ def _aggregate_id(envelope: EventEnvelope) -> str:
     data = envelope.data
     assert isinstance(data, StockReceived), "only integration types reach here"
     return data.sku
-
-
-def _detail(error: ContractError) -> dict[str, str | None]:
-    return {"field": error.field, "reason": error.reason}

@@ -25,12 +25,13 @@ from orderly_platform.logs import get_logger
 from orderly_platform.settings import Settings
 from projections.archive import ARCHIVE, archive_entries
 from projections.checkpointed import Apply, apply_exactly_once
+from projections.inventory import INVENTORY, apply_inventory
 from projections.trimming import trim_streams
 
 log = get_logger(__name__)
 
 # Projection name -> how a batch is applied. The name is also the consumer group.
-PROJECTIONS: dict[str, Apply] = {ARCHIVE: archive_entries}
+PROJECTIONS: dict[str, Apply] = {ARCHIVE: archive_entries, INVENTORY: apply_inventory}
 
 CONSUMERS = web.AppKey("consumers", list)
 

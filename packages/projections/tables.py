@@ -39,3 +39,15 @@ projection_checkpoints = sa.Table(
     sa.Column("entry_seq", sa.BigInteger, nullable=False),
     sa.Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+# Stock and price per SKU, from the catalog and warehouse events (reservations: the saga).
+inventory = sa.Table(
+    "inventory",
+    metadata,
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("on_hand", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("reserved", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("price", sa.BigInteger, nullable=True),
+    sa.Column("currency", sa.Text, nullable=True),
+    sa.Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
+)

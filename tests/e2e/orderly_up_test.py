@@ -162,6 +162,48 @@ async def order_service_accepts_events(endpoints: dict[str, str]) -> bool:
     )
 
 
+async def inventory_follows_catalog_and_stock(endpoints: dict[str, str]) -> bool:
+    """The 2 units received earlier are overwritten by the catalog's on_hand of 10 (a catalog
+    update sets stock); the 3 received after it add up to 13."""
+    base = endpoints["order-service"]
+    headers = {"Authorization": f"Bearer {endpoints['api-token']}"}
+    item = {"price": 1250, "currency": "EUR", "on_hand": 10}
+    stock = {
+        "specversion": "1.0",
+        "id": "e2e-stock-2",
+        "source": "/e2e",
+        "type": "orderly.StockReceived.v1",
+        "time": "2026-11-28T10:00:01Z",
+        "subject": "SKU-E2E",
+        "data": {"sku": "SKU-E2E", "quantity": 3, "warehouse": "w"},
+    }
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{base}/catalog/SKU-E2E", json=item, headers=headers) as put:
+            assert put.status == 202, await put.text()
+        events_headers = {**headers, "Content-Type": "application/cloudevents+json"}
+        async with session.post(f"{base}/events", json=stock, headers=events_headers) as post:
+            assert post.status == 202, await post.text()
+        deadline = asyncio.get_running_loop().time() + 60
+        while True:  # the read model trails the stream by the projection lag
+            async with session.get(f"{base}/inventory/SKU-E2E") as response:
+                body = await response.json() if response.status == 200 else None
+            if body is not None and body["on_hand"] == 13:
+                break
+            assert asyncio.get_running_loop().time() < deadline, f"inventory stuck at {body}"
+            await asyncio.sleep(0.05)
+    return bool(
+        body
+        == {
+            "sku": "SKU-E2E",
+            "on_hand": 13,
+            "reserved": 0,
+            "available": 13,
+            "price": 1250,
+            "currency": "EUR",
+        }
+    )
+
+
 async def run_cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         *cli_command(*args),
@@ -184,6 +226,7 @@ async def test_up_prints_endpoints_keeps_data_and_leaves_nothing_behind(tmp_path
         assert stack_json == first.endpoints
         assert await temporal_serves(first.endpoints["temporal"])
         assert await order_service_accepts_events(first.endpoints)
+        assert await inventory_follows_catalog_and_stock(first.endpoints)
         await write_markers(first.endpoints)
 
         # A second `up` on the same data dir is refused while the first runs.
