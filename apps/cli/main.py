@@ -7,6 +7,7 @@ import click
 from cli.dlq import dlq_group
 from cli.migrate import migrate_command
 from cli.pending import pending_command
+from cli.projections import projections_group
 from cli.streams import streams_command
 from cli.up import up_command
 
@@ -21,6 +22,7 @@ orderly.add_command(migrate_command)
 orderly.add_command(streams_command)
 orderly.add_command(pending_command)
 orderly.add_command(dlq_group)
+orderly.add_command(projections_group)
 
 
 def main() -> None:

@@ -23,15 +23,11 @@ from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.logs import get_logger
 from orderly_platform.settings import Settings
-from projections.archive import ARCHIVE, archive_entries
 from projections.checkpointed import Apply, apply_exactly_once
-from projections.inventory import INVENTORY, apply_inventory
+from projections.registry import PROJECTIONS
 from projections.trimming import trim_streams
 
 log = get_logger(__name__)
-
-# Projection name -> how a batch is applied. The name is also the consumer group.
-PROJECTIONS: dict[str, Apply] = {ARCHIVE: archive_entries, INVENTORY: apply_inventory}
 
 CONSUMERS = web.AppKey("consumers", list)
 

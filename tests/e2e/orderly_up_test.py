@@ -241,6 +241,14 @@ async def test_up_prints_endpoints_keeps_data_and_leaves_nothing_behind(tmp_path
             "postgres": first.endpoints["postgres"],
             "revision": migrations.head_revision(),
         }
+        status, out, _ = await run_cli(
+            "projections", "status", "--data-dir", str(data_dir), "--json"
+        )
+        assert status == 0
+        lags = {lag["projection"]: lag for lag in json.loads(out)}
+        assert set(lags) == {"archive", "inventory"}
+        # The inventory applied the catalog stream (the test waited for it above).
+        assert any(p["checkpoint"] != "0-0" for p in lags["inventory"]["partitions"])
         status, out, err = await run_cli(
             "migrate", "--data-dir", str(data_dir), "--revision", "nope"
         )
