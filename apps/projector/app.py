@@ -47,9 +47,13 @@ def create_app(settings: Settings) -> web.Application:
         async def handle(entries: Sequence[StreamEntry]) -> None:
             await apply_exactly_once(engine, name, entries, apply)
 
-        return StreamConsumer(
-            redis, partitions, handle, ConsumerConfig(group=name, consumer=consumer_name)
+        config = ConsumerConfig(
+            group=name,
+            consumer=consumer_name,
+            claim_idle_ms=settings.claim_idle_ms,
+            claim_interval_s=min(5.0, settings.claim_idle_ms / 1000),
         )
+        return StreamConsumer(redis, partitions, handle, config)
 
     consumers = [consumer_for(name, apply) for name, apply in PROJECTIONS.items()]
 
