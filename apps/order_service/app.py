@@ -15,6 +15,7 @@ from order_service.catalog_endpoint import put_catalog_item
 from order_service.events_endpoint import post_events
 from order_service.inventory_endpoint import get_inventory
 from order_service.keys import APPENDER, ENGINE, REDIS, SETTINGS
+from order_service.orders_endpoint import get_order, list_orders
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.settings import Settings
@@ -31,6 +32,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/events", post_events)
     app.router.add_put("/catalog/{sku}", put_catalog_item)
     app.router.add_get("/inventory/{sku}", get_inventory)
+    app.router.add_get("/orders/{order_id}", get_order)
+    app.router.add_get("/orders", list_orders)
 
     async def redis_answers() -> None:
         await app[REDIS].ping()

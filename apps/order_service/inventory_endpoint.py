@@ -6,17 +6,14 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from order_service.catalog_endpoint import path_sku
-from order_service.keys import ENGINE
+from order_service.keys import read_model_engine
 from orderly_platform.http import ApiError, json_response
 from projections.tables import inventory
 
 
 async def get_inventory(request: web.Request) -> web.Response:
     sku = path_sku(request)
-    engine = request.app.get(ENGINE)
-    if engine is None:
-        raise ApiError(503, "unavailable", "this order service has no read-model database")
-    async with engine.connect() as connection:
+    async with read_model_engine(request).connect() as connection:
         row = (await connection.execute(sa.select(inventory).where(inventory.c.sku == sku))).first()
     if row is None:
         raise ApiError(404, "not_found", f"no inventory for SKU {sku!r}")

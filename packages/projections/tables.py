@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
 metadata = sa.MetaData()
 
@@ -50,4 +50,20 @@ inventory = sa.Table(
     sa.Column("price", sa.BigInteger, nullable=True),
     sa.Column("currency", sa.Text, nullable=True),
     sa.Column("updated_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# One row per order: what the customer sees in GET /orders/{id}; timeline: [{type, at}].
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("order_id", sa.Text, primary_key=True),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("items", JSONB, nullable=False),
+    sa.Column("total", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.Text, nullable=False),
+    sa.Column("timeline", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("placed_at", TIMESTAMP(timezone=True), nullable=False),
+    sa.Column("updated_at", TIMESTAMP(timezone=True), nullable=False),
 )

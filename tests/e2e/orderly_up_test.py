@@ -18,6 +18,7 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 import migrations
+from projections.registry import PROJECTIONS
 
 EXPECTED_LINES = ["order-service", "redis", "postgres", "temporal", "temporal-ui", "api-token"]
 START_TIMEOUT = 180.0
@@ -246,7 +247,7 @@ async def test_up_prints_endpoints_keeps_data_and_leaves_nothing_behind(tmp_path
         )
         assert status == 0
         lags = {lag["projection"]: lag for lag in json.loads(out)}
-        assert set(lags) == {"archive", "inventory"}
+        assert set(lags) == set(PROJECTIONS)
         # The inventory applied the catalog stream (the test waited for it above).
         assert any(p["checkpoint"] != "0-0" for p in lags["inventory"]["partitions"])
         status, out, err = await run_cli(
