@@ -23,7 +23,9 @@ from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.logs import get_logger
 from orderly_platform.settings import Settings
-from projections.checkpointed import Apply, apply_exactly_once
+from projections.checkpointed import apply_exactly_once
+from projections.projection import Projection
+from projections.recorded import Recorded
 from projections.registry import PROJECTIONS
 from projections.trimming import trim_streams
 
@@ -43,19 +45,22 @@ def create_app(settings: Settings) -> web.Application:
     # by name; a peer takes them over by idle time instead.
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
 
-    def consumer_for(name: str, apply: Apply) -> StreamConsumer:
+    def consumer_for(projection: Projection) -> StreamConsumer:
         async def handle(entries: Sequence[StreamEntry]) -> None:
-            await apply_exactly_once(engine, name, entries, apply)
+            # An entry that does not decode fails the batch here, before any write, and the
+            # consumer's retries then isolate it and dead-letter it alone.
+            records = [Recorded.of(entry) for entry in entries]
+            await apply_exactly_once(engine, projection.name, records, projection.apply)
 
         config = ConsumerConfig(
-            group=name,
+            group=projection.name,
             consumer=consumer_name,
             claim_idle_ms=settings.claim_idle_ms,
             claim_interval_s=min(5.0, settings.claim_idle_ms / 1000),
         )
         return StreamConsumer(redis, partitions, handle, config)
 
-    consumers = [consumer_for(name, apply) for name, apply in PROJECTIONS.items()]
+    consumers = [consumer_for(projection) for projection in PROJECTIONS.values()]
 
     async def trim_periodically() -> None:
         while True:

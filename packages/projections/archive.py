@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from eventbus.consumer import StreamEntry
-from projections.positions import StreamPosition
-from projections.tables import event_archive
-
-ARCHIVE = "archive"
+from projections import tables
+from projections.projection import Apply, Projection
+from projections.recorded import Recorded
 
 
-async def archive_entries(connection: AsyncConnection, entries: list[StreamEntry]) -> None:
-    """Insert the entries' events; an event already archived (same source+id) is kept as is."""
-    rows = []
-    for entry in entries:
-        envelope = entry.envelope()
-        position = StreamPosition.parse(entry.entry_id)
-        rows.append(
-            {
-                "source": envelope.source,
-                "id": envelope.id,
-                "stream": entry.partition.stream,
-                "entry_ms": position.ms,
-                "entry_seq": position.seq,
-                "type": envelope.type,
-                "subject": envelope.subject,
-                "time": envelope.time,
-                "payload": entry.payload,
-            }
-        )
+def archive_writer(event_archive: sa.Table) -> Apply:
     # A requeued dead letter is a new entry of an event already archived: keep the first.
-    await connection.execute(insert(event_archive).values(rows).on_conflict_do_nothing())
+    statement = insert(event_archive).on_conflict_do_nothing()
+
+    async def apply(connection: AsyncConnection, records: list[Recorded]) -> None:
+        rows = [
+            {
+                "source": record.envelope.source,
+                "id": record.envelope.id,
+                "stream": record.stream,
+                "entry_ms": record.position.ms,
+                "entry_seq": record.position.seq,
+                "type": record.envelope.type,
+                "subject": record.envelope.subject,
+                "time": record.envelope.time,
+                "payload": record.payload,
+            }
+            for record in records
+        ]
+        await connection.execute(statement, rows)
+
+    return apply
+
+
+# The archive is what replays read, so it is never rebuilt from itself.
+ARCHIVE = Projection("archive", (tables.event_archive,), archive_writer, rebuildable=False)

@@ -8,43 +8,52 @@ delivery from the consumer group becomes exactly-once effect in Postgres.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from eventbus.consumer import StreamEntry
 from projections.positions import BEGINNING, StreamPosition
+from projections.projection import Apply
+from projections.recorded import Recorded
 from projections.tables import projection_checkpoints
-
-Apply = Callable[[AsyncConnection, list[StreamEntry]], Awaitable[None]]
 
 
 async def apply_exactly_once(
-    engine: AsyncEngine, projection: str, entries: Sequence[StreamEntry], apply: Apply
+    engine: AsyncEngine, projection: str, records: Sequence[Recorded], apply: Apply
 ) -> int:
-    """Apply the entries not applied yet, in stream order per partition; return how many."""
-    streams = sorted({entry.partition.stream for entry in entries})
+    """Apply the records not applied yet, in stream order per partition; return how many."""
     async with engine.begin() as connection:
-        checkpoints = await _lock_checkpoints(connection, projection, streams)
-        fresh = sorted(
-            (
-                e
-                for e in entries
-                if StreamPosition.parse(e.entry_id) > checkpoints[e.partition.stream]
-            ),
-            key=lambda e: (e.partition.stream, StreamPosition.parse(e.entry_id)),
-        )
-        if fresh:
-            await apply(connection, fresh)
-            await _advance(connection, projection, fresh)
+        return await apply_in_transaction(connection, projection, records, apply)
+
+
+async def apply_in_transaction(
+    connection: AsyncConnection, projection: str, records: Sequence[Recorded], apply: Apply
+) -> int:
+    """``apply_exactly_once`` on a transaction the caller holds (a rebuild's swap)."""
+    if not records:
+        return 0
+    streams = sorted({record.stream for record in records})
+    checkpoints = await lock_checkpoints(connection, projection, streams)
+    fresh = sorted(
+        (r for r in records if r.position > checkpoints[r.stream]),
+        key=lambda r: (r.stream, r.position),
+    )
+    if fresh:
+        await apply(connection, fresh)
+        await _advance(connection, projection, fresh)
     return len(fresh)
 
 
-async def _lock_checkpoints(
-    connection: AsyncConnection, projection: str, streams: list[str]
+async def lock_checkpoints(
+    connection: AsyncConnection, projection: str, streams: Sequence[str]
 ) -> dict[str, StreamPosition]:
+    """Lock (and create if missing) the projection's checkpoints of these streams.
+
+    Locks are taken in stream order, so two transactions locking overlapping sets cannot
+    deadlock on them.
+    """
     # Create missing rows first so FOR UPDATE has something to lock: two appliers of the same
     # partition (a takeover racing the original consumer) then run one after the other.
     await connection.execute(
@@ -74,10 +83,10 @@ async def _lock_checkpoints(
     return {stream: positions.get(stream, BEGINNING) for stream in streams}
 
 
-async def _advance(connection: AsyncConnection, projection: str, fresh: list[StreamEntry]) -> None:
+async def _advance(connection: AsyncConnection, projection: str, fresh: list[Recorded]) -> None:
     last: dict[str, StreamPosition] = {}
-    for entry in fresh:  # sorted by stream, then position: the last one per stream wins
-        last[entry.partition.stream] = StreamPosition.parse(entry.entry_id)
+    for record in fresh:  # sorted by stream, then position: the last one per stream wins
+        last[record.stream] = record.position
     for stream, position in last.items():
         await connection.execute(
             sa.update(projection_checkpoints)

@@ -1,38 +1,113 @@
-"""The inventory read model: on hand, reserved and price per SKU."""
+"""The inventory read model: on hand, reserved and price per SKU.
+
+The catalog sets a SKU's price and on-hand count; warehouse deliveries add stock; the saga's
+inventory events move stock into and out of ``reserved`` (available = on_hand - reserved).
+A batch is folded per SKU and written with two statements, whatever its size.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import CatalogItemUpdated, StockReceived
-from eventbus.consumer import StreamEntry
-from projections.tables import inventory
+from contracts import (
+    CatalogItemUpdated,
+    InventoryCommitted,
+    InventoryReleased,
+    InventoryReserved,
+    StockReceived,
+)
+from projections import tables
+from projections.projection import Apply, Projection
+from projections.recorded import Recorded
+from projections.recordsets import recordset, rows_parameter
 
-INVENTORY = "inventory"
+
+class _Change(msgspec.Struct):
+    """What one batch does to one SKU, folded in stream order."""
+
+    sku: str
+    # Set by a catalog update: the values it set, before the deltas that followed it.
+    catalogued: bool = False
+    price: int | None = None
+    currency: str | None = None
+    on_hand: int = 0
+    on_hand_delta: int = 0
+    reserved_delta: int = 0
 
 
-async def apply_inventory(connection: AsyncConnection, entries: list[StreamEntry]) -> None:
-    """Apply catalog and warehouse events in stream order; other events do not touch stock."""
-    for entry in entries:
-        event = entry.envelope().data
-        if isinstance(event, CatalogItemUpdated):
-            values = {"price": event.price, "currency": event.currency, "on_hand": event.on_hand}
-            statement = insert(inventory).values(sku=event.sku, **values)
-            await connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[inventory.c.sku], set_={**values, "updated_at": sa.func.now()}
-                )
-            )
-        elif isinstance(event, StockReceived):
-            statement = insert(inventory).values(sku=event.sku, on_hand=event.quantity)
-            await connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[inventory.c.sku],
-                    set_={
-                        "on_hand": inventory.c.on_hand + event.quantity,
-                        "updated_at": sa.func.now(),
-                    },
-                )
-            )
+def inventory_writer(inventory: sa.Table) -> Apply:
+    changes_of = recordset(
+        sa.column("sku", sa.Text),
+        sa.column("catalogued", sa.Boolean),
+        sa.column("price", sa.BigInteger),
+        sa.column("currency", sa.Text),
+        sa.column("on_hand", sa.BigInteger),
+        sa.column("on_hand_delta", sa.BigInteger),
+        sa.column("reserved_delta", sa.BigInteger),
+    )
+    d = changes_of.c
+    # Rows first, so that the update below has one to change for every SKU of the batch.
+    create = (
+        insert(inventory)
+        .from_select([inventory.c.sku], sa.select(d.sku))
+        .on_conflict_do_nothing(index_elements=[inventory.c.sku])
+    )
+    update = (
+        sa.update(inventory)
+        .where(inventory.c.sku == d.sku)
+        .values(
+            on_hand=sa.case((d.catalogued, d.on_hand), else_=inventory.c.on_hand) + d.on_hand_delta,
+            reserved=inventory.c.reserved + d.reserved_delta,
+            price=sa.case((d.catalogued, d.price), else_=inventory.c.price),
+            currency=sa.case((d.catalogued, d.currency), else_=inventory.c.currency),
+            updated_at=sa.func.now(),
+        )
+    )
+
+    async def apply(connection: AsyncConnection, records: list[Recorded]) -> None:
+        changes: dict[str, _Change] = {}
+
+        def change_of(sku: str) -> _Change:
+            change = changes.get(sku)
+            if change is None:
+                change = changes[sku] = _Change(sku)
+            return change
+
+        for record in records:
+            event = record.envelope.data
+            if isinstance(event, CatalogItemUpdated):
+                change = change_of(event.sku)
+                change.catalogued, change.price, change.currency = True, event.price, event.currency
+                change.on_hand, change.on_hand_delta = event.on_hand, 0
+            elif isinstance(event, StockReceived):
+                change_of(event.sku).on_hand_delta += event.quantity
+            elif isinstance(event, InventoryReserved):
+                for item in event.items:
+                    change_of(item.sku).reserved_delta += item.quantity
+            elif isinstance(event, InventoryCommitted):
+                for item in event.items:
+                    change = change_of(item.sku)
+                    change.reserved_delta -= item.quantity
+                    change.on_hand_delta -= item.quantity
+            elif isinstance(event, InventoryReleased):
+                for item in event.items:
+                    change_of(item.sku).reserved_delta -= item.quantity
+        if changes:
+            # Sorted, so concurrent batches lock shared SKUs in one order.
+            parameters: dict[str, Any] = rows_parameter(sorted(changes.values(), key=_sku))
+            await connection.execute(create, parameters)
+            await connection.execute(update, parameters)
+
+    return apply
+
+
+def _sku(change: _Change) -> str:
+    return change.sku
+
+
+INVENTORY = Projection("inventory", (tables.inventory,), inventory_writer)

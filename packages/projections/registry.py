@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from projections.archive import ARCHIVE, archive_entries
-from projections.checkpointed import Apply
-from projections.inventory import INVENTORY, apply_inventory
-from projections.orders import ORDERS_PROJECTION, apply_orders
+from projections.archive import ARCHIVE
+from projections.inventory import INVENTORY
+from projections.orders import ORDERS_PROJECTION
+from projections.projection import Projection
 
-PROJECTIONS: dict[str, Apply] = {
-    ARCHIVE: archive_entries,
-    INVENTORY: apply_inventory,
-    ORDERS_PROJECTION: apply_orders,
+PROJECTIONS: dict[str, Projection] = {
+    projection.name: projection for projection in (ARCHIVE, INVENTORY, ORDERS_PROJECTION)
 }

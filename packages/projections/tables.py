@@ -1,4 +1,8 @@
-"""The Postgres tables the projections own (SQLAlchemy Core). Alembic revisions create them."""
+"""The Postgres tables the projections own (SQLAlchemy Core).
+
+Alembic revisions create them; a blue/green rebuild creates copies from these definitions, so
+they must match the migrations exactly (indexes included): a test compares the two.
+"""
 
 from __future__ import annotations
 
@@ -66,4 +70,15 @@ orders = sa.Table(
     sa.Column("timeline", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
     sa.Column("placed_at", TIMESTAMP(timezone=True), nullable=False),
     sa.Column("updated_at", TIMESTAMP(timezone=True), nullable=False),
+    # Saga health: while the order is not terminal, the step it waits for and since when.
+    sa.Column("waiting_for", sa.Text, nullable=True),
+    sa.Column("waiting_since", TIMESTAMP(timezone=True), nullable=True),
+)
+# A customer's history, newest first, paged by (placed_at, order_id).
+sa.Index("orders_by_customer", orders.c.customer_id, orders.c.placed_at.desc(), orders.c.order_id)
+# The orders still in flight, oldest wait first: the saga-health view reads only these.
+sa.Index(
+    "orders_waiting",
+    orders.c.waiting_since,
+    postgresql_where=orders.c.status == "PENDING",
 )

@@ -30,7 +30,7 @@ async def safe_trim_threshold(
     redis: aioredis.Redis, engine: AsyncEngine, partition: Partition
 ) -> StreamPosition | None:
     """The lowest entry id that must stay; everything below it may go. None: keep all."""
-    archived = await checkpoint_of(engine, ARCHIVE, partition.stream)
+    archived = await checkpoint_of(engine, ARCHIVE.name, partition.stream)
     if archived == BEGINNING:
         return None
     threshold = _successor(archived)

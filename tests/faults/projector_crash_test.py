@@ -26,7 +26,8 @@ from orderly_platform.database import create_engine
 from orderly_platform.embedded import PostgresServer, RedisServer
 from orderly_platform.embedded.process import free_port
 from projections.checkpointed import apply_exactly_once
-from projections.inventory import INVENTORY, apply_inventory
+from projections.inventory import INVENTORY
+from projections.recorded import Recorded
 from projections.tables import event_archive, inventory
 
 TOPOLOGY = Topology(partitions=2)
@@ -145,7 +146,8 @@ async def test_a_killed_projector_restarts_into_the_same_tables_as_a_clean_repla
         for entry_id, fields in await redis.xrange(partition.stream)
     ]
     assert len(entries) == EVENTS
-    await apply_exactly_once(replay, INVENTORY, entries, apply_inventory)
+    records = [Recorded.of(entry) for entry in entries]
+    await apply_exactly_once(replay, INVENTORY.name, records, INVENTORY.apply)
     try:
         assert await rows(live, inventory, inventory.c.sku) == await rows(
             replay, inventory, inventory.c.sku

@@ -18,7 +18,8 @@ from eventbus.topology import CATALOG, Topology
 from orderly_platform.database import create_engine
 from orderly_platform.embedded import PostgresServer
 from projections.checkpointed import apply_exactly_once
-from projections.inventory import INVENTORY, apply_inventory
+from projections.inventory import INVENTORY
+from projections.recorded import Recorded
 from projections.tables import inventory
 
 TOPOLOGY = Topology(partitions=2)
@@ -43,7 +44,7 @@ async def delivered(redis: aioredis.Redis, events: list[Any]) -> list[StreamEntr
     async def collect(batch: Sequence[StreamEntry]) -> None:
         entries.extend(batch)
 
-    config = ConsumerConfig(group=INVENTORY, consumer="t", block_ms=10)
+    config = ConsumerConfig(group=INVENTORY.name, consumer="t", block_ms=10)
     runner = StreamConsumer(redis, TOPOLOGY.partitions_of(CATALOG), collect, config)
     await runner.ensure_groups()
     while await runner.run_once():
@@ -70,8 +71,9 @@ async def test_catalog_sets_and_warehouses_add_stock_once(
             StockReceived(sku="SKU-2", quantity=7, warehouse="w"),
         ],
     )
-    assert await apply_exactly_once(engine, INVENTORY, entries, apply_inventory) == 4
-    assert await apply_exactly_once(engine, INVENTORY, entries, apply_inventory) == 0  # redelivery
+    records = [Recorded.of(entry) for entry in entries]
+    assert await apply_exactly_once(engine, INVENTORY.name, records, INVENTORY.apply) == 4
+    assert await apply_exactly_once(engine, INVENTORY.name, records, INVENTORY.apply) == 0
     sku1, sku2 = await row(engine, "SKU-1"), await row(engine, "SKU-2")
     assert (sku1.on_hand, sku1.reserved, sku1.price, sku1.currency) == (13, 0, 999, "EUR")
     assert (sku2.on_hand, sku2.price) == (7, None)

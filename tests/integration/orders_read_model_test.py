@@ -15,8 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
 from contracts import (
+    InventoryReleased,
+    InventoryReservationRequested,
+    InventoryReserved,
     OrderCancelled,
     OrderConfirmed,
+    OrderItem,
     OrderLine,
     OrderPlaced,
     OrderRejected,
@@ -31,7 +35,9 @@ from orderly_platform.database import create_engine
 from orderly_platform.embedded import PostgresServer, RedisServer
 from orderly_platform.settings import Settings
 from projections.checkpointed import apply_exactly_once
-from projections.orders import ORDERS_PROJECTION, apply_orders
+from projections.orders import ORDERS_PROJECTION
+from projections.recorded import Recorded
+from projections.tables import orders
 
 TOPOLOGY = Topology(partitions=2)
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -90,12 +96,13 @@ async def project(
         redis,
         TOPOLOGY.partitions_of(ORDERS),
         collect,
-        ConsumerConfig(group=ORDERS_PROJECTION, consumer="t", block_ms=10),
+        ConsumerConfig(group=ORDERS_PROJECTION.name, consumer="t", block_ms=10),
     )
     await runner.ensure_groups()
     while await runner.run_once():
         pass
-    await apply_exactly_once(engine, ORDERS_PROJECTION, entries, apply_orders)
+    records = [Recorded.of(entry) for entry in entries]
+    await apply_exactly_once(engine, ORDERS_PROJECTION.name, records, ORDERS_PROJECTION.apply)
     return entries
 
 
@@ -164,6 +171,42 @@ async def test_a_customers_orders_page_newest_first_with_a_stable_cursor(
     assert seen == [f"o-{n:02d}" for n in reversed(range(7))]
     confirmed = await (await client.get("/orders?customer_id=c-9&status=CONFIRMED")).json()
     assert [o["order_id"] for o in confirmed["orders"]] == ["o-03"]
+
+
+async def waits(engine: AsyncEngine) -> dict[str, tuple[str | None, datetime | None]]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            sa.select(orders.c.order_id, orders.c.waiting_for, orders.c.waiting_since)
+        )
+        return {row.order_id: (row.waiting_for, row.waiting_since) for row in rows}
+
+
+async def test_saga_health_names_the_next_step_until_the_order_ends(
+    redis: aioredis.Redis, engine: AsyncEngine
+) -> None:
+    items = (OrderItem(sku="SKU-1", quantity=2),)
+    await project(
+        redis,
+        engine,
+        [
+            (placed("o-1", "c-1"), 0),
+            (placed("o-2", "c-1"), 1),
+            (InventoryReservationRequested(order_id="o-2", items=items), 2),
+            (placed("o-3", "c-1"), 3),
+            (InventoryReservationRequested(order_id="o-3", items=items), 4),
+            (InventoryReserved(order_id="o-3", items=items), 5),
+            (OrderConfirmed(order_id="o-3"), 6),
+            (InventoryReleased(order_id="o-3", items=items), 7),  # late: o-3 stays settled
+        ],
+    )
+    assert await waits(engine) == {
+        "o-1": ("saga start", T0),
+        "o-2": ("inventory reservation", T0 + timedelta(minutes=2)),
+        "o-3": (None, None),
+    }
+    # The next batch moves a wait on from where the previous batch left it.
+    await project(redis, engine, [(InventoryReserved(order_id="o-2", items=items), 8)])
+    assert (await waits(engine))["o-2"] == ("payment", T0 + timedelta(minutes=8))
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,10 @@ from eventbus.testing import stock_received
 from eventbus.topology import CATALOG, Topology
 from orderly_platform.database import create_engine
 from orderly_platform.embedded import PostgresServer
-from projections.archive import ARCHIVE, archive_entries
+from projections.archive import ARCHIVE
 from projections.checkpointed import apply_exactly_once, checkpoint_of
 from projections.positions import StreamPosition
+from projections.recorded import Recorded
 from projections.tables import event_archive
 
 TOPOLOGY = Topology(partitions=2)
@@ -36,7 +37,7 @@ async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def read_all(redis: aioredis.Redis, skus: list[str]) -> list[StreamEntry]:
+async def read_all(redis: aioredis.Redis, skus: list[str]) -> list[Recorded]:
     await EventAppender(redis, TOPOLOGY).append_batch(
         [PendingAppend(stock_received(s)) for s in skus]
     )
@@ -51,7 +52,7 @@ async def read_all(redis: aioredis.Redis, skus: list[str]) -> list[StreamEntry]:
     await runner.ensure_groups()
     while await runner.run_once():
         pass
-    return entries
+    return [Recorded.of(entry) for entry in entries]
 
 
 async def archived_ids(engine: AsyncEngine) -> list[str]:
@@ -66,18 +67,18 @@ async def test_a_redelivered_batch_is_not_applied_twice(
     entries = await read_all(redis, [f"SKU-{n}" for n in range(20)])
     calls: list[int] = []
 
-    async def counting_archive(connection: AsyncConnection, fresh: list[StreamEntry]) -> None:
+    async def counting_archive(connection: AsyncConnection, fresh: list[Recorded]) -> None:
         calls.append(len(fresh))
-        await archive_entries(connection, fresh)
+        await ARCHIVE.apply(connection, fresh)
 
-    assert await apply_exactly_once(engine, ARCHIVE, entries, counting_archive) == 20
-    assert await apply_exactly_once(engine, ARCHIVE, entries, counting_archive) == 0
-    assert await apply_exactly_once(engine, ARCHIVE, entries[5:12], counting_archive) == 0
+    assert await apply_exactly_once(engine, ARCHIVE.name, entries, counting_archive) == 20
+    assert await apply_exactly_once(engine, ARCHIVE.name, entries, counting_archive) == 0
+    assert await apply_exactly_once(engine, ARCHIVE.name, entries[5:12], counting_archive) == 0
     assert calls == [20]
     assert len(await archived_ids(engine)) == 20
     for partition in PARTITIONS:
-        mine = [StreamPosition.parse(e.entry_id) for e in entries if e.partition == partition]
-        assert await checkpoint_of(engine, ARCHIVE, partition.stream) == max(mine)
+        mine = [r.position for r in entries if r.stream == partition.stream]
+        assert await checkpoint_of(engine, ARCHIVE.name, partition.stream) == max(mine)
 
 
 async def test_a_failing_projection_commits_neither_rows_nor_checkpoint(
@@ -85,27 +86,27 @@ async def test_a_failing_projection_commits_neither_rows_nor_checkpoint(
 ) -> None:
     entries = await read_all(redis, ["SKU-A", "SKU-B"])
 
-    async def archive_then_fail(connection: AsyncConnection, fresh: list[StreamEntry]) -> None:
-        await archive_entries(connection, fresh)
+    async def archive_then_fail(connection: AsyncConnection, fresh: list[Recorded]) -> None:
+        await ARCHIVE.apply(connection, fresh)
         raise RuntimeError("crash after writing, before commit")
 
     with pytest.raises(RuntimeError, match="crash after writing"):
-        await apply_exactly_once(engine, ARCHIVE, entries, archive_then_fail)
+        await apply_exactly_once(engine, ARCHIVE.name, entries, archive_then_fail)
     assert await archived_ids(engine) == []
     for partition in PARTITIONS:
-        assert await checkpoint_of(engine, ARCHIVE, partition.stream) == StreamPosition(0, 0)
-    assert await apply_exactly_once(engine, ARCHIVE, entries, archive_entries) == 2
+        assert await checkpoint_of(engine, ARCHIVE.name, partition.stream) == StreamPosition(0, 0)
+    assert await apply_exactly_once(engine, ARCHIVE.name, entries, ARCHIVE.apply) == 2
 
 
 async def test_the_same_event_under_a_new_entry_is_archived_once(
     engine: AsyncEngine, redis: aioredis.Redis
 ) -> None:
     [entry] = await read_all(redis, ["SKU-R"])
-    requeued_id = await redis.xadd(entry.partition.stream, {"event": entry.payload})
-    requeued = StreamEntry(entry.partition, requeued_id.decode(), entry.payload)
-    assert await apply_exactly_once(engine, ARCHIVE, [entry], archive_entries) == 1
-    assert await apply_exactly_once(engine, ARCHIVE, [requeued], archive_entries) == 1
-    assert len(await archived_ids(engine)) == 1
-    assert await checkpoint_of(engine, ARCHIVE, entry.partition.stream) == StreamPosition.parse(
-        requeued.entry_id
+    requeued_id = await redis.xadd(entry.stream, {"event": entry.payload})
+    requeued = Recorded.decode(
+        entry.stream, StreamPosition.parse(requeued_id.decode()), entry.payload
     )
+    assert await apply_exactly_once(engine, ARCHIVE.name, [entry], ARCHIVE.apply) == 1
+    assert await apply_exactly_once(engine, ARCHIVE.name, [requeued], ARCHIVE.apply) == 1
+    assert len(await archived_ids(engine)) == 1
+    assert await checkpoint_of(engine, ARCHIVE.name, entry.stream) == (requeued.position)

@@ -16,8 +16,9 @@ from eventbus.testing import stock_received
 from eventbus.topology import CATALOG, Topology
 from orderly_platform.database import create_engine
 from orderly_platform.embedded import PostgresServer
-from projections.archive import ARCHIVE, archive_entries
+from projections.archive import ARCHIVE
 from projections.checkpointed import apply_exactly_once
+from projections.recorded import Recorded
 from projections.tables import event_archive
 from projections.trimming import trim_streams
 
@@ -37,9 +38,10 @@ async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
 
 def archiver(redis: aioredis.Redis, engine: AsyncEngine) -> StreamConsumer:
     async def handle(entries: Sequence[StreamEntry]) -> None:
-        await apply_exactly_once(engine, ARCHIVE, entries, archive_entries)
+        records = [Recorded.of(entry) for entry in entries]
+        await apply_exactly_once(engine, ARCHIVE.name, records, ARCHIVE.apply)
 
-    config = ConsumerConfig(group=ARCHIVE, consumer="a", block_ms=10, batch_size=100)
+    config = ConsumerConfig(group=ARCHIVE.name, consumer="a", block_ms=10, batch_size=100)
     return StreamConsumer(redis, PARTITIONS, handle, config)
 
 
