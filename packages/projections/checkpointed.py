@@ -100,14 +100,19 @@ async def _advance(connection: AsyncConnection, projection: str, fresh: list[Rec
 
 async def checkpoint_of(engine: AsyncEngine, projection: str, stream: str) -> StreamPosition:
     async with engine.connect() as connection:
-        row = (
-            await connection.execute(
-                sa.select(
-                    projection_checkpoints.c.entry_ms, projection_checkpoints.c.entry_seq
-                ).where(
-                    projection_checkpoints.c.projection == projection,
-                    projection_checkpoints.c.stream == stream,
-                )
+        return await checkpoint_at(connection, projection, stream)
+
+
+async def checkpoint_at(
+    connection: AsyncConnection, projection: str, stream: str
+) -> StreamPosition:
+    """The projection's position in the stream, as this connection's transaction sees it."""
+    row = (
+        await connection.execute(
+            sa.select(projection_checkpoints.c.entry_ms, projection_checkpoints.c.entry_seq).where(
+                projection_checkpoints.c.projection == projection,
+                projection_checkpoints.c.stream == stream,
             )
-        ).first()
+        )
+    ).first()
     return BEGINNING if row is None else StreamPosition(row.entry_ms, row.entry_seq)

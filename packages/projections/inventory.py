@@ -3,15 +3,23 @@
 The catalog sets a SKU's price and on-hand count; warehouse deliveries add stock; the saga's
 inventory events move stock into and out of ``reserved`` (available = on_hand - reserved).
 A batch is folded per SKU and written with two statements, whatever its size.
+
+A read model must equal a replay of its events, and only events of one stream have an order
+that every reader agrees on. So ``on_hand``, which a catalog update sets outright, follows
+only the SKU's own catalog stream; ``reserved`` follows the order streams, which is safe
+because it only ever moves by increments and decrements, and those commute. Stock that an
+order consumes must therefore reach ``on_hand`` as an event of the SKU's catalog stream
+(the inventory service's job), not from the order's ``InventoryCommitted``.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import TIMESTAMP, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import (
@@ -38,6 +46,9 @@ class _Change(msgspec.Struct):
     on_hand: int = 0
     on_hand_delta: int = 0
     reserved_delta: int = 0
+    # The latest time among the SKU's events, not the time of the write, and the latest rather
+    # than the last, so that the value does not depend on how streams interleave.
+    updated_at: datetime | None = None
 
 
 def inventory_writer(inventory: sa.Table) -> Apply:
@@ -49,12 +60,13 @@ def inventory_writer(inventory: sa.Table) -> Apply:
         sa.column("on_hand", sa.BigInteger),
         sa.column("on_hand_delta", sa.BigInteger),
         sa.column("reserved_delta", sa.BigInteger),
+        sa.column("updated_at", TIMESTAMP(timezone=True)),
     )
     d = changes_of.c
     # Rows first, so that the update below has one to change for every SKU of the batch.
     create = (
         insert(inventory)
-        .from_select([inventory.c.sku], sa.select(d.sku))
+        .from_select([inventory.c.sku, inventory.c.updated_at], sa.select(d.sku, d.updated_at))
         .on_conflict_do_nothing(index_elements=[inventory.c.sku])
     )
     update = (
@@ -65,38 +77,27 @@ def inventory_writer(inventory: sa.Table) -> Apply:
             reserved=inventory.c.reserved + d.reserved_delta,
             price=sa.case((d.catalogued, d.price), else_=inventory.c.price),
             currency=sa.case((d.catalogued, d.currency), else_=inventory.c.currency),
-            updated_at=sa.func.now(),
+            updated_at=sa.func.greatest(inventory.c.updated_at, d.updated_at),
         )
     )
 
     async def apply(connection: AsyncConnection, records: list[Recorded]) -> None:
         changes: dict[str, _Change] = {}
 
-        def change_of(sku: str) -> _Change:
-            change = changes.get(sku)
-            if change is None:
-                change = changes[sku] = _Change(sku)
-            return change
-
         for record in records:
-            event = record.envelope.data
+            event, at = record.envelope.data, record.envelope.time
             if isinstance(event, CatalogItemUpdated):
-                change = change_of(event.sku)
+                change = _change(changes, event.sku, at)
                 change.catalogued, change.price, change.currency = True, event.price, event.currency
                 change.on_hand, change.on_hand_delta = event.on_hand, 0
             elif isinstance(event, StockReceived):
-                change_of(event.sku).on_hand_delta += event.quantity
+                _change(changes, event.sku, at).on_hand_delta += event.quantity
             elif isinstance(event, InventoryReserved):
                 for item in event.items:
-                    change_of(item.sku).reserved_delta += item.quantity
-            elif isinstance(event, InventoryCommitted):
+                    _change(changes, item.sku, at).reserved_delta += item.quantity
+            elif isinstance(event, InventoryCommitted | InventoryReleased):
                 for item in event.items:
-                    change = change_of(item.sku)
-                    change.reserved_delta -= item.quantity
-                    change.on_hand_delta -= item.quantity
-            elif isinstance(event, InventoryReleased):
-                for item in event.items:
-                    change_of(item.sku).reserved_delta -= item.quantity
+                    _change(changes, item.sku, at).reserved_delta -= item.quantity
         if changes:
             # Sorted, so concurrent batches lock shared SKUs in one order.
             parameters: dict[str, Any] = rows_parameter(sorted(changes.values(), key=_sku))
@@ -104,6 +105,14 @@ def inventory_writer(inventory: sa.Table) -> Apply:
             await connection.execute(update, parameters)
 
     return apply
+
+
+def _change(changes: dict[str, _Change], sku: str, at: datetime) -> _Change:
+    change = changes.get(sku)
+    if change is None:
+        change = changes[sku] = _Change(sku)
+    change.updated_at = at if change.updated_at is None else max(change.updated_at, at)
+    return change
 
 
 def _sku(change: _Change) -> str:

@@ -11,13 +11,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import pytest_asyncio
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import migrations
 from contracts import CatalogItemUpdated, StockReceived, new_envelope
 from eventbus.appender import EventAppender, PendingAppend
 from eventbus.consumer import StreamEntry
@@ -29,6 +27,7 @@ from projections.checkpointed import apply_exactly_once
 from projections.inventory import INVENTORY
 from projections.recorded import Recorded
 from projections.tables import event_archive, inventory
+from tests.databases import fresh_database
 
 TOPOLOGY = Topology(partitions=2)
 PARTITIONS = TOPOLOGY.partitions_of(CATALOG)
@@ -39,18 +38,6 @@ EVENTS = 3000
 async def live_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
     url = await fresh_database(postgres_server, "projector_live")
     yield url
-
-
-async def fresh_database(server: PostgresServer, name: str) -> str:
-    admin = await asyncpg.connect(server.url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = server.url.rsplit("/", 1)[0] + f"/{name}"
-    await migrations.upgrade_async(url)
-    return url
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 120.0) -> None:

@@ -1,0 +1,199 @@
+"""Blue/green rebuild of a projection: build fresh tables by replay, then swap them in.
+
+1. Fresh copies of the projection's tables are created in a schema of their own
+   (``rebuild_<name>``), with the same names, columns and indexes as the live ones.
+2. Every partition is replayed (archive, then live tail) into the copies, with checkpoints of
+   their own, while the live tables keep serving and the projector keeps applying to them.
+3. One transaction swaps: it locks the live checkpoints, which holds the projector back; it
+   brings the copies up to at least the live checkpoints; it moves the live tables out and the
+   copies in (``ALTER TABLE ... SET SCHEMA``), and moves the live checkpoints to where the copies
+   are. Readers see the old tables or the new ones, never a mix, and the projector resumes on
+   the new tables exactly after what they hold.
+
+A crash before the swap leaves the live tables untouched; the next rebuild starts over.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from redis.exceptions import ResponseError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from eventbus.topology import Partition
+from projections.checkpointed import (
+    apply_exactly_once,
+    apply_in_transaction,
+    checkpoint_at,
+    lock_checkpoints,
+)
+from projections.projection import Apply, Projection
+from projections.replay import replay
+from projections.tables import event_archive, projection_checkpoints
+
+
+class RebuildRefused(Exception):
+    """The rebuild cannot start: the projection is not rebuildable or is being rebuilt."""
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    projection: str
+    # Events read from the archive and the streams (every projection sees every event).
+    events: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Shadow:
+    schema: str
+    # Checkpoint key of the copies, distinct from the live projection's.
+    checkpoint: str
+    tables: tuple[sa.Table, ...]
+
+
+async def rebuild(
+    redis: aioredis.Redis,
+    engine: AsyncEngine,
+    projection: Projection,
+    partitions: Sequence[Partition],
+    *,
+    on_progress: Callable[[int], None] = lambda events: None,
+) -> RebuildResult:
+    if not projection.rebuildable:
+        raise RebuildRefused(f"{projection.name} is the source of replays and cannot be rebuilt")
+    started = time.perf_counter()
+    async with engine.connect() as guard:
+        # A session lock: held until this connection closes, even if the rebuild fails.
+        key = sa.func.hashtext(f"orderly.rebuild.{projection.name}")
+        if not await guard.scalar(sa.select(sa.func.pg_try_advisory_lock(key))):
+            raise RebuildRefused(f"a rebuild of {projection.name} is already running")
+        await guard.commit()
+        try:
+            shadow = await _create_shadow(engine, projection)
+            apply = projection.apply_to(shadow.tables)
+            events = 0
+            # Twice: the second pass picks up what arrived during the first, so that the swap
+            # below, which holds the projector back, has little left to do.
+            for _ in range(2):
+                for partition in partitions:
+                    events += await _catch_up(redis, engine, partition, shadow, apply, on_progress)
+            async with engine.begin() as swap:
+                events += await _swap(redis, swap, projection, partitions, shadow, apply)
+        finally:
+            # The connection goes back to the pool, and a session lock would go with it.
+            await guard.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+            await guard.commit()
+    return RebuildResult(projection.name, events, time.perf_counter() - started)
+
+
+async def events_to_replay(
+    redis: aioredis.Redis, engine: AsyncEngine, partitions: Sequence[Partition]
+) -> int:
+    """How many events a rebuild will read, for a progress bar: all ever added to the streams."""
+    total = 0
+    for partition in partitions:
+        try:
+            info = await redis.xinfo_stream(partition.stream)
+        except ResponseError:  # no such stream: nothing there, but its archive may hold some
+            info = {}
+        added = info.get("entries-added")
+        if added is None:
+            async with engine.connect() as connection:
+                archived = await connection.scalar(
+                    sa.select(sa.func.count()).where(event_archive.c.stream == partition.stream)
+                )
+            added = int(archived or 0) + int(info.get("length", 0))
+        total += int(added)
+    return total
+
+
+async def _create_shadow(engine: AsyncEngine, projection: Projection) -> _Shadow:
+    schema = f"rebuild_{projection.name}"
+    metadata = sa.MetaData()
+    tables = tuple(table.to_metadata(metadata, schema=schema) for table in projection.tables)
+    checkpoint = f"{projection.name}@rebuild"
+    async with engine.begin() as connection:
+        # Whatever an interrupted rebuild left behind is discarded: start from nothing.
+        await connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        await connection.run_sync(metadata.create_all)
+        await connection.execute(
+            sa.delete(projection_checkpoints).where(
+                projection_checkpoints.c.projection == checkpoint
+            )
+        )
+    return _Shadow(schema, checkpoint, tables)
+
+
+async def _catch_up(
+    redis: aioredis.Redis,
+    engine: AsyncEngine,
+    partition: Partition,
+    shadow: _Shadow,
+    apply: Apply,
+    on_progress: Callable[[int], None],
+) -> int:
+    events = 0
+    async with engine.connect() as reader:
+        after = await checkpoint_at(reader, shadow.checkpoint, partition.stream)
+        async for batch in replay(redis, reader, partition, after=after):
+            await apply_exactly_once(engine, shadow.checkpoint, batch, apply)
+            events += len(batch)
+            on_progress(len(batch))
+    return events
+
+
+async def _swap(
+    redis: aioredis.Redis,
+    swap: AsyncConnection,
+    projection: Projection,
+    partitions: Sequence[Partition],
+    shadow: _Shadow,
+    apply: Apply,
+) -> int:
+    streams = [partition.stream for partition in partitions]
+    live = await lock_checkpoints(swap, projection.name, streams)
+    events = 0
+    for partition in partitions:
+        after = await checkpoint_at(swap, shadow.checkpoint, partition.stream)
+        if after < live[partition.stream]:
+            until = live[partition.stream]
+            async for batch in replay(redis, swap, partition, after=after, until=until):
+                events += await apply_in_transaction(swap, shadow.checkpoint, batch, apply)
+    # The copies may be ahead of the live tables (the projector lagged): the projection's
+    # checkpoints move to where the copies are, so nothing they hold is applied again.
+    copies = await lock_checkpoints(swap, shadow.checkpoint, streams)
+    for stream in streams:
+        position = max(live[stream], copies[stream])
+        await swap.execute(
+            sa.update(projection_checkpoints)
+            .where(
+                projection_checkpoints.c.projection == projection.name,
+                projection_checkpoints.c.stream == stream,
+            )
+            .values(entry_ms=position.ms, entry_seq=position.seq, updated_at=sa.func.now())
+        )
+    await swap.execute(
+        sa.delete(projection_checkpoints).where(
+            projection_checkpoints.c.projection == shadow.checkpoint
+        )
+    )
+    live_schema = await swap.scalar(sa.select(sa.func.current_schema()))
+    retired = f"retired_{projection.name}"
+    await swap.execute(sa.text(f'DROP SCHEMA IF EXISTS "{retired}" CASCADE'))
+    await swap.execute(sa.text(f'CREATE SCHEMA "{retired}"'))
+    for table in projection.tables:
+        await swap.execute(
+            sa.text(f'ALTER TABLE "{live_schema}"."{table.name}" SET SCHEMA "{retired}"')
+        )
+        await swap.execute(
+            sa.text(f'ALTER TABLE "{shadow.schema}"."{table.name}" SET SCHEMA "{live_schema}"')
+        )
+    await swap.execute(sa.text(f'DROP SCHEMA "{retired}" CASCADE'))
+    await swap.execute(sa.text(f'DROP SCHEMA "{shadow.schema}"'))
+    return events
