@@ -1,10 +1,15 @@
-"""`orderly projections status`: how far behind each read model is."""
+"""`orderly projections status|rebuild`: how far behind each read model is, and rebuilding one."""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
 import redis.asyncio as aioredis
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cli.bus import run_on_redis, topology
 from cli.durations import format_ms
@@ -13,35 +18,85 @@ from cli.table import table
 from orderly_platform.database import create_engine
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import redacted, require_endpoint
+from projections.rebuild import RebuildRefused, RebuildResult, events_to_replay, rebuild
 from projections.registry import PROJECTIONS
 from projections.status import ProjectionLag, projection_lag
+
+T = TypeVar("T")
+REBUILDABLE = [name for name, projection in PROJECTIONS.items() if projection.rebuildable]
 
 
 @click.group("projections")
 def projections_group() -> None:
-    """Read models in Postgres: their lag (rebuild comes with replay)."""
+    """Read models in Postgres: their lag, and rebuilding one from the events."""
 
 
 @projections_group.command("status")
 @stack_options
 def status_command(settings: Settings, as_json: bool) -> None:
     """Per projection: events not applied yet and how long the oldest has waited."""
-    postgres_url = require_endpoint(settings, "postgres")
     partitions = topology(settings).all_partitions()
 
-    async def lags(redis: aioredis.Redis) -> list[ProjectionLag]:
+    async def lags(redis: aioredis.Redis, engine: AsyncEngine) -> list[ProjectionLag]:
+        return [await projection_lag(redis, engine, name, partitions) for name in PROJECTIONS]
+
+    result = _on_read_models(settings, lags)
+    rows = [[lag.projection, str(lag.unapplied), format_ms(lag.behind_ms)] for lag in result]
+    emit(as_json, result, table(("PROJECTION", "UNAPPLIED", "OLDEST WAITING"), rows))
+
+
+@projections_group.command("rebuild")
+@click.argument("name", type=click.Choice(REBUILDABLE))
+@stack_options
+def rebuild_command(settings: Settings, as_json: bool, name: str) -> None:
+    """Replay every event into fresh tables for NAME, then swap them in.
+
+    The live tables keep serving, and the projector keeps updating them, until the swap,
+    which is atomic. The archive itself is the source of every replay and is not rebuilt.
+    """
+    partitions = topology(settings).all_partitions()
+
+    async def run(redis: aioredis.Redis, engine: AsyncEngine) -> RebuildResult:
+        total = await events_to_replay(redis, engine, partitions)
+        # On stderr, so that --json output stays parseable.
+        with click.progressbar(
+            length=total, label=f"rebuilding {name}", file=sys.stderr, show_pos=True
+        ) as bar:
+            return await rebuild(
+                redis, engine, PROJECTIONS[name], partitions, on_progress=bar.update
+            )
+
+    try:
+        result = _on_read_models(settings, run)
+    except RebuildRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    rate = result.events / result.seconds if result.seconds else 0.0
+    emit(
+        as_json,
+        result,
+        [
+            f"rebuilt {name} from {result.events:,} events in {result.seconds:.1f} s "
+            f"({rate:,.0f} events/s); the new tables are live"
+        ],
+    )
+
+
+def _on_read_models(
+    settings: Settings, work: Callable[[aioredis.Redis, AsyncEngine], Awaitable[T]]
+) -> T:
+    """Run ``work`` with the stack's Redis and read-model database; failures as one line."""
+    postgres_url = require_endpoint(settings, "postgres")
+
+    async def with_engine(redis: aioredis.Redis) -> T:
         engine = create_engine(postgres_url)
         try:
-            return [await projection_lag(redis, engine, name, partitions) for name in PROJECTIONS]
+            return await work(redis, engine)
         except (OSError, SQLAlchemyError) as exc:
             # Raised here so that bus.run_on_redis does not report it as Redis' failure.
             raise click.ClickException(
-                f"cannot read checkpoints from postgres at {redacted(postgres_url)}: "
-                f"{' '.join(str(exc).split())}"
+                f"postgres at {redacted(postgres_url)} failed: {' '.join(str(exc).split())}"
             ) from None
         finally:
             await engine.dispose()
 
-    result = run_on_redis(settings, lags)
-    rows = [[lag.projection, str(lag.unapplied), format_ms(lag.behind_ms)] for lag in result]
-    emit(as_json, result, table(("PROJECTION", "UNAPPLIED", "OLDEST WAITING"), rows))
+    return run_on_redis(settings, with_engine)
