@@ -7,14 +7,24 @@ both succeed on the same expected version.
 Appends travel in *units* (what one caller asked for): a unit is all-or-nothing within each
 partition, and a version conflict refuses only its own unit. That lets many callers share
 one round trip (see ``coalescing``) without one caller's conflict failing another's append.
+
+The same script call can do two more things, so that a request's only write stays one
+atomic step:
+
+- an event may carry a ``Claim``: a key of its partition that must not exist yet (an
+  idempotency record, say). A held claim refuses the unit with ``AlreadyClaimed``, carrying
+  the holder's value; a free one is set with the event, for as long as a dedupe key lives.
+- an event may carry ``SideWrite``s: HSET or HINCRBY on keys of its partition, done only
+  when the event is written, so state kept beside a stream (the live catalog entry of a
+  SKU, say) moves exactly as the stream does and a retried event never moves it twice.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import redis.asyncio as aioredis
@@ -28,10 +38,14 @@ DEFAULT_VERSION_TTL = 90 * 24 * 3600
 
 APPEND = LuaScript.named("append.lua")
 
-_WRITTEN, _DUPLICATE, _REFUSED = 0, 1, 2
+_WRITTEN, _DUPLICATE, _VERSION_REFUSED, _CLAIM_REFUSED = 0, 1, 2, 3
 
 
-class VersionConflict(Exception):
+class AppendRefused(Exception):
+    """The script refused a unit: none of its events in that partition was written."""
+
+
+class VersionConflict(AppendRefused):
     """The aggregate moved on since the writer read it: re-read and decide again."""
 
     def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
@@ -41,6 +55,15 @@ class VersionConflict(Exception):
         self.aggregate_id = aggregate_id
         self.expected = expected
         self.actual = actual
+
+
+class AlreadyClaimed(AppendRefused):
+    """Another unit holds the claim; ``value`` is what that unit stored with it."""
+
+    def __init__(self, key: str, value: bytes) -> None:
+        super().__init__(f"{key!r} is already claimed")
+        self.key = key
+        self.value = value
 
 
 @dataclass(frozen=True)
@@ -53,9 +76,44 @@ class Appended:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A key that the event's unit must be the first to set (to ``value``).
+
+    It lives in the event's partition and is kept as long as a dedupe key.
+    """
+
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class SideWrite:
+    """A write to a key of the event's partition, done exactly when the event is written.
+
+    Only HSET and HINCRBY are offered, and a key must only ever hold what they expect (a
+    hash; integers in the fields HINCRBY adds to): Redis does not roll a script back, so a
+    write failing halfway through one would leave what came before it written.
+    """
+
+    command: Literal["HSET", "HINCRBY"]
+    key: str
+    args: tuple[str | int | bytes, ...]
+
+    @classmethod
+    def hset(cls, key: str, fields: Mapping[str, str | int | bytes]) -> SideWrite:
+        return cls("HSET", key, tuple(v for pair in fields.items() for v in pair))
+
+    @classmethod
+    def hincrby(cls, key: str, field: str, amount: int) -> SideWrite:
+        return cls("HINCRBY", key, (field, amount))
+
+
+@dataclass(frozen=True)
 class PendingAppend:
     envelope: EventEnvelope
     expected_version: int | None = None
+    claim: Claim | None = None
+    side_writes: tuple[SideWrite, ...] = ()
 
 
 Unit = Sequence[PendingAppend]
@@ -85,17 +143,20 @@ class EventAppender:
         return appended
 
     async def append_batch(self, batch: Unit) -> list[Appended]:
-        """Append one unit; results in the order of `batch`; raises VersionConflict."""
+        """Append one unit; results in the order of `batch`.
+
+        Raises ``VersionConflict`` or ``AlreadyClaimed`` (both ``AppendRefused``).
+        """
         [outcome] = await self.append_units([batch])
-        if isinstance(outcome, VersionConflict):
+        if isinstance(outcome, AppendRefused):
             raise outcome
         return outcome
 
-    async def append_units(self, units: Sequence[Unit]) -> list[list[Appended] | VersionConflict]:
+    async def append_units(self, units: Sequence[Unit]) -> list[list[Appended] | AppendRefused]:
         """Append many units in one round trip; each unit's outcome in the order given.
 
-        A unit that spans partitions is atomic per partition: on a conflict in one partition
-        its events in the others are still written, and the outcome is the conflict.
+        A unit that spans partitions is atomic per partition: on a refusal in one partition
+        its events in the others are still written, and the outcome is the refusal.
         """
         # (unit index, position in unit) per partition; a unit's events stay adjacent.
         placed: dict[Partition, list[tuple[int, int]]] = defaultdict(list)
@@ -115,37 +176,60 @@ class EventAppender:
                 ]
                 expected = pending.expected_version
                 args += [unit_index, "" if expected is None else expected, payload_of(pending)]
+                if pending.claim is None:
+                    args.append(0)
+                else:
+                    keys.append(_in_partition(partition, pending.claim.key))
+                    args += [1, pending.claim.value]
+                args.append(len(pending.side_writes))
+                for write in pending.side_writes:
+                    keys.append(_in_partition(partition, write.key))
+                    args += [write.command, len(write.args), *write.args]
             calls.append((keys, args))
         replies = await APPEND.run_many(self.redis, calls)
 
         results: list[list[Appended | None]] = [[None] * len(unit) for unit in units]
-        conflicts: dict[int, VersionConflict] = {}
+        refusals: dict[int, AppendRefused] = {}
         for (partition, slots), reply in zip(placed.items(), replies, strict=True):
             if isinstance(reply, Exception):
                 raise reply
-            for (unit_index, position), (entry_id, status, version, *where) in zip(
+            for (unit_index, position), (entry_id, status, detail, *where) in zip(
                 slots, reply, strict=True
             ):
-                if status == _REFUSED:
-                    if unit_index not in conflicts:
+                if status in (_VERSION_REFUSED, _CLAIM_REFUSED):
+                    if unit_index not in refusals:
                         # `where`: the refused event's offset among this unit's events here.
                         here = [p for u, p in slots if u == unit_index]
                         refused = units[unit_index][here[int(where[0])]]
-                        assert refused.expected_version is not None
-                        conflicts[unit_index] = VersionConflict(
-                            refused.envelope.subject, refused.expected_version, int(version)
-                        )
+                        refusals[unit_index] = _refusal(refused, status, detail)
                     continue
                 results[unit_index][position] = Appended(
                     stream=partition.stream,
                     entry_id=as_text(entry_id),
                     duplicate=status == _DUPLICATE,
-                    version=int(version),
+                    version=int(detail),
                 )
         return [
-            conflicts[index] if index in conflicts else [r for r in unit if r is not None]
+            refusals[index] if index in refusals else [r for r in unit if r is not None]
             for index, unit in enumerate(results)
         ]
+
+
+def _refusal(refused: PendingAppend, status: int, detail: Any) -> AppendRefused:
+    """What the script's refusal of ``refused`` means: ``detail`` is a version or a value."""
+    if status == _CLAIM_REFUSED:
+        assert refused.claim is not None
+        return AlreadyClaimed(refused.claim.key, detail)
+    assert refused.expected_version is not None
+    return VersionConflict(refused.envelope.subject, refused.expected_version, int(detail))
+
+
+def _in_partition(partition: Partition, key: str) -> str:
+    # A key of another hash slot would break the script's atomicity on Redis Cluster (and
+    # be refused there with CROSSSLOT): a programming error, caught before anything runs.
+    if not partition.holds(key):
+        raise ValueError(f"{key!r} is not in the hash slot of {partition.tag}")
+    return key
 
 
 def payload_of(pending: PendingAppend) -> bytes:

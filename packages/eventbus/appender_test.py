@@ -7,9 +7,18 @@ import pytest
 import redis.asyncio as aioredis
 
 from contracts import decode_envelope
-from eventbus.appender import EventAppender, PendingAppend, VersionConflict
+from eventbus.appender import (
+    DEFAULT_DEDUPE_TTL,
+    AlreadyClaimed,
+    AppendRefused,
+    Claim,
+    EventAppender,
+    PendingAppend,
+    SideWrite,
+    VersionConflict,
+)
 from eventbus.testing import stock_received
-from eventbus.topology import Topology
+from eventbus.topology import CATALOG, Topology
 from orderly_platform.embedded import RedisServer
 
 
@@ -120,7 +129,7 @@ async def test_units_in_one_call_succeed_or_fail_alone(redis: aioredis.Redis) ->
     refused, accepted = await bus.append_units([refused_unit, accepted_unit])
     assert isinstance(refused, VersionConflict)
     assert (refused.aggregate_id, refused.expected, refused.actual) == ("SKU-U", 7, 1)
-    assert not isinstance(accepted, VersionConflict) and accepted[0].version == 2
+    assert not isinstance(accepted, AppendRefused) and accepted[0].version == 2
     stream = bus.partition_for(stock_received("SKU-U")).stream
     subjects = [decode_envelope(f[b"event"]).subject for _, f in await redis.xrange(stream)]
     assert subjects == ["SKU-U", "SKU-U"]  # nothing of the refused unit, SKU-U2 included
@@ -135,3 +144,129 @@ async def test_scripts_are_reloaded_after_redis_forgets_them(redis: aioredis.Red
     assert not appended.duplicate
     [(_, fields)] = await redis.xrange(appended.stream, appended.entry_id, appended.entry_id)
     assert decode_envelope(fields[b"event"]).id == envelope.id
+
+
+# --- claims and side writes -----------------------------------------------------------------
+
+
+def claimed(bus: EventAppender, sku: str, name: str, value: bytes) -> PendingAppend:
+    """A StockReceived event that claims ``name`` in its own partition."""
+    envelope = stock_received(sku)
+    key = f"test:claim:{bus.partition_for(envelope).tag}:{name}"
+    return PendingAppend(envelope, claim=Claim(key, value))
+
+
+async def test_a_claim_is_set_with_its_event_and_kept_like_a_dedupe_key(
+    redis: aioredis.Redis,
+) -> None:
+    bus = appender(redis)
+    pending = claimed(bus, "SKU-K", "k1", b"first")
+    assert pending.claim is not None
+    [appended] = await bus.append_batch([pending])
+    assert not appended.duplicate
+    assert await redis.get(pending.claim.key) == b"first"
+    assert 0 < await redis.ttl(pending.claim.key) <= DEFAULT_DEDUPE_TTL
+
+
+async def test_a_held_claim_refuses_its_unit_with_the_holders_value_and_writes_nothing(
+    redis: aioredis.Redis,
+) -> None:
+    bus = EventAppender(redis, Topology(partitions=1))
+    await bus.append_batch([claimed(bus, "SKU-K", "k1", b"first")])
+    partition = bus.topology.partition(CATALOG, "SKU-K")
+    before = await redis.xlen(partition.stream)
+    second = claimed(bus, "SKU-K", "k1", b"second")
+    item = partition.catalog_item_key("SKU-K2")
+    # Fine on its own, refused with the rest of its unit.
+    unit = [PendingAppend(stock_received("SKU-K2"), side_writes=(SideWrite.hset(item, {"a": 1}),))]
+    unit.append(second)
+    with pytest.raises(AlreadyClaimed) as refusal:
+        await bus.append_batch(unit)
+    assert refusal.value.value == b"first"
+    assert second.claim is not None and refusal.value.key == second.claim.key
+    assert await redis.xlen(partition.stream) == before
+    assert await redis.get(partition.version_key("SKU-K2")) is None
+    assert await redis.exists(item) == 0
+    assert await redis.get(second.claim.key) == b"first"
+
+
+async def test_units_racing_for_one_claim_in_one_call_exactly_one_wins(
+    redis: aioredis.Redis,
+) -> None:
+    bus = EventAppender(redis, Topology(partitions=1))
+    units = [[claimed(bus, f"SKU-{n}", "race", f"unit-{n}".encode())] for n in range(5)]
+    outcomes = await bus.append_units(units)
+    assert not isinstance(outcomes[0], BaseException)
+    for outcome in outcomes[1:]:
+        assert isinstance(outcome, AlreadyClaimed) and outcome.value == b"unit-0"
+    assert await redis.xlen(bus.topology.partition(CATALOG, "SKU-0").stream) == 1
+
+
+async def test_concurrent_callers_claiming_one_key_write_one_event(
+    redis_server: RedisServer, redis: aioredis.Redis
+) -> None:
+    clients = [aioredis.Redis.from_url(redis_server.url) for _ in range(10)]
+    try:
+        buses = [appender(c) for c in clients]
+        outcomes = await asyncio.gather(
+            *(
+                bus.append_batch([claimed(bus, "SKU-R", "race", f"caller-{n}".encode())])
+                for n, bus in enumerate(buses)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    losers = [o for o in outcomes if isinstance(o, AlreadyClaimed)]
+    assert len(winners) == 1 and len(losers) == 9, outcomes
+    assert len({loser.value for loser in losers}) == 1
+    assert await redis.xlen(winners[0][0].stream) == 1
+
+
+async def test_side_writes_are_done_with_the_event_and_never_for_a_duplicate(
+    redis: aioredis.Redis,
+) -> None:
+    bus = appender(redis)
+    envelope = stock_received("SKU-S", 3)
+    key = bus.partition_for(envelope).catalog_item_key("SKU-S")
+    writes = (
+        SideWrite.hset(key, {"price": 250, "currency": "EUR"}),
+        SideWrite.hincrby(key, "on_hand", 3),
+    )
+    pending = PendingAppend(envelope, side_writes=writes)
+    [first] = await bus.append_batch([pending])
+    assert await redis.hgetall(key) == {b"price": b"250", b"currency": b"EUR", b"on_hand": b"3"}
+    [again] = await bus.append_batch([pending])  # a retry: same source and id
+    assert again.duplicate and again.entry_id == first.entry_id
+    assert (await redis.hget(key, "on_hand")) == b"3"
+
+
+async def test_side_writes_of_a_refused_unit_are_not_done(redis: aioredis.Redis) -> None:
+    bus = appender(redis)
+    envelope = stock_received("SKU-S")
+    key = bus.partition_for(envelope).catalog_item_key("SKU-S")
+    pending = PendingAppend(
+        envelope, expected_version=4, side_writes=(SideWrite.hincrby(key, "on_hand", 1),)
+    )
+    with pytest.raises(VersionConflict):
+        await bus.append_batch([pending])
+    assert await redis.exists(key) == 0
+
+
+async def test_a_key_outside_the_events_hash_slot_is_refused_before_anything_runs(
+    redis: aioredis.Redis,
+) -> None:
+    bus = appender(redis)
+    envelope = stock_received("SKU-S")
+    elsewhere = next(
+        p for p in bus.topology.partitions_of(CATALOG) if p != bus.partition_for(envelope)
+    )
+    outside = elsewhere.catalog_item_key("SKU-S")
+    with pytest.raises(ValueError, match="hash slot"):
+        await bus.append_batch(
+            [PendingAppend(envelope, side_writes=(SideWrite.hincrby(outside, "on_hand", 1),))]
+        )
+    with pytest.raises(ValueError, match="hash slot"):
+        await bus.append_batch([PendingAppend(envelope, claim=Claim(outside, b"x"))])
+    assert await redis.xlen(bus.partition_for(envelope).stream) == 0

@@ -1,17 +1,18 @@
 """Group commit for appends: concurrent callers share round trips to Redis.
 
 Each caller still gets its own outcome, and its own atomicity: the script refuses a unit
-whose version check fails without touching the others in the same call. Appends that arrive
-while flushes are in flight queue up and leave together in the next one, so under load the
-batches grow by themselves, and at low load an append waits for no timer. A few flushes may
-be in flight at once, so Python encodes the next batch while Redis runs the previous one.
+whose version check fails (or whose claim is held) without touching the others in the same
+call. Appends that arrive while flushes are in flight queue up and leave together in the
+next one, so under load the batches grow by themselves, and at low load an append waits for
+no timer. A few flushes may be in flight at once, so Python encodes the next batch while
+Redis runs the previous one.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from eventbus.appender import Appended, EventAppender, Unit, VersionConflict
+from eventbus.appender import Appended, AppendRefused, EventAppender, Unit
 
 Waiting = tuple[Unit, "asyncio.Future[list[Appended]]"]
 
@@ -33,7 +34,7 @@ class CoalescingAppender:
         self.flushes = 0
 
     async def append_batch(self, batch: Unit) -> list[Appended]:
-        """Same contract as ``EventAppender.append_batch``; raises VersionConflict."""
+        """Same contract as ``EventAppender.append_batch``; raises ``AppendRefused``."""
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
         self._waiting.append((batch, future))
         if self._flusher is None or self._flusher.done():
@@ -79,7 +80,7 @@ class CoalescingAppender:
         for (_, future), outcome in zip(taken, outcomes, strict=True):
             if future.done():  # the caller went away (request cancelled)
                 continue
-            if isinstance(outcome, VersionConflict):
+            if isinstance(outcome, AppendRefused):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)

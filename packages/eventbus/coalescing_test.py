@@ -6,7 +6,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from eventbus.appender import EventAppender, PendingAppend, VersionConflict
+from eventbus.appender import AlreadyClaimed, Claim, EventAppender, PendingAppend, VersionConflict
 from eventbus.coalescing import CoalescingAppender
 from eventbus.testing import stock_received
 from eventbus.topology import Topology
@@ -41,6 +41,28 @@ async def test_a_conflict_fails_only_its_own_caller(redis: aioredis.Redis) -> No
     assert not isinstance(outcomes[2], BaseException) and outcomes[2][0].version == 1
     stream = appender.partition_for(stock_received("SKU-V")).stream
     assert await redis.xlen(stream) == 3
+
+
+async def test_callers_claiming_one_key_in_one_flush_write_once_and_hear_the_winner(
+    redis: aioredis.Redis,
+) -> None:
+    appender = EventAppender(redis, Topology(partitions=2))
+    coalescer = CoalescingAppender(appender)
+    envelopes = [stock_received("SKU-C") for _ in range(5)]  # five events of one partition
+    key = f"test:claim:{appender.partition_for(envelopes[0]).tag}:one"
+    outcomes = await asyncio.gather(
+        *(
+            coalescer.append_batch([PendingAppend(e, claim=Claim(key, e.id.encode()))])
+            for e in envelopes
+        ),
+        return_exceptions=True,
+    )
+    assert coalescer.flushes == 1
+    assert not isinstance(outcomes[0], BaseException)
+    for outcome in outcomes[1:]:
+        assert isinstance(outcome, AlreadyClaimed)
+        assert outcome.value == envelopes[0].id.encode()
+    assert await redis.xlen(outcomes[0][0].stream) == 1
 
 
 async def test_the_same_event_from_two_callers_in_one_flush_is_written_once(

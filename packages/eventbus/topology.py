@@ -57,6 +57,27 @@ class Partition:
     def version_key(self, aggregate_id: str) -> str:
         return f"orderly:version:{self.tag}:{aggregate_id}"
 
+    def catalog_item_key(self, sku: str) -> str:
+        """Hash of a SKU's live catalog entry, kept by the appends to this (catalog) partition."""
+        if self.category != CATALOG:
+            raise ValueError(f"a catalog item lives in a catalog partition, not {self.tag}")
+        return f"orderly:catalog-item:{self.tag}:{sku}"
+
+    def idempotency_key(self, digest: str) -> str:
+        """A request's idempotency record, by the digest of its client's key (orders only)."""
+        if self.category != ORDERS:
+            raise ValueError(f"idempotency records live in order partitions, not {self.tag}")
+        return f"orderly:idem:{self.tag}:{digest}"
+
+    def holds(self, key: str) -> bool:
+        """Whether ``key`` hashes by this partition's tag, as Redis Cluster reads hash tags.
+
+        Only such keys may be touched by a script that runs on this partition.
+        """
+        start = key.find("{")
+        end = key.find("}", start + 1)
+        return start >= 0 and end > start + 1 and key[start : end + 1] == self.tag
+
 
 @dataclass(frozen=True)
 class Topology:

@@ -1,3 +1,4 @@
+import pytest
 from redis.crc import key_slot
 
 from eventbus.topology import CATALOG, ORDERS, Partition, category_of, partition_of
@@ -24,5 +25,26 @@ def test_every_key_of_a_partition_is_in_one_cluster_hash_slot() -> None:
         partition.errors,
         partition.dedupe_key("7:/orders:abc"),
         partition.version_key("order-1"),
+        partition.idempotency_key("9f86d081884c7d65"),
     ]
     assert len({key_slot(key.encode()) for key in keys}) == 1
+    catalog = Partition(CATALOG, 3)
+    item = catalog.catalog_item_key("SKU-1")
+    assert key_slot(item.encode()) == key_slot(catalog.stream.encode())
+
+
+def test_a_partition_holds_the_keys_tagged_with_its_own_hash_tag_only() -> None:
+    partition = Partition(ORDERS, 3)
+    assert partition.holds(partition.version_key("order-1"))
+    assert partition.holds("anything:{orders:3}:{orders:4}")  # the first tag counts
+    assert not partition.holds(Partition(ORDERS, 13).stream)
+    assert not partition.holds(Partition(CATALOG, 3).stream)
+    assert not partition.holds("orderly:{}:{orders:3}")  # an empty tag: the whole key hashes
+    assert not partition.holds("orders:3")
+
+
+def test_catalog_items_and_idempotency_records_live_in_their_own_categories() -> None:
+    with pytest.raises(ValueError):
+        Partition(ORDERS, 0).catalog_item_key("SKU-1")
+    with pytest.raises(ValueError):
+        Partition(CATALOG, 0).idempotency_key("abc")
