@@ -1,0 +1,1 @@
+"""Stock kept in Redis beside the catalog streams: the live catalog entry of every SKU."""
