@@ -14,7 +14,7 @@ from eventbus.topology import Topology
 from order_service.catalog_endpoint import put_catalog_item
 from order_service.events_endpoint import post_events
 from order_service.inventory_endpoint import get_inventory
-from order_service.keys import APPENDER, ENGINE, REDIS, SETTINGS
+from order_service.keys import APPENDER, ENGINE, REDIS, SETTINGS, TOPOLOGY
 from order_service.orders_endpoint import get_order, list_orders
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
@@ -28,6 +28,7 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("the order service needs ORDERLY_REDIS_URL")
     app = web.Application(middlewares=[json_errors], client_max_size=settings.max_request_bytes)
     app[SETTINGS] = settings
+    app[TOPOLOGY] = Topology(partitions=settings.stream_partitions)
     app.cleanup_ctx.append(_redis)
     app.router.add_post("/events", post_events)
     app.router.add_put("/catalog/{sku}", put_catalog_item)
@@ -59,9 +60,7 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
         settings.redis_url, max_connections=256, socket_connect_timeout=5, socket_timeout=5
     )
     app[REDIS] = client
-    app[APPENDER] = CoalescingAppender(
-        EventAppender(client, Topology(partitions=settings.stream_partitions))
-    )
+    app[APPENDER] = CoalescingAppender(EventAppender(client, app[TOPOLOGY]))
     yield
     await client.aclose()
 

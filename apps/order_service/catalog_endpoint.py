@@ -1,4 +1,9 @@
-"""``PUT /catalog/{sku}``: set a SKU's price and stock, recorded as a CatalogItemUpdated event."""
+"""``PUT /catalog/{sku}``: set a SKU's price and stock, recorded as a CatalogItemUpdated event.
+
+Read-your-writes: the SKU's live catalog copy (``inventory.catalog_copy``) is set in the same
+atomic step as the append, so an order placed once this answered is priced from the change,
+while ``GET /inventory/{sku}`` (the Postgres read model) may still trail it.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,9 @@ from contracts import (
 )
 from contracts.values import Sku
 from eventbus.appender import PendingAppend
+from inventory.catalog_copy import catalog_side_writes
 from order_service.errors import append_or_503, contract_error, require_json
-from order_service.keys import APPENDER, SETTINGS
+from order_service.keys import APPENDER, SETTINGS, TOPOLOGY
 from orderly_platform.http import json_response, require_bearer_token
 
 SOURCE = "/order-service"
@@ -44,7 +50,8 @@ async def put_catalog_item(request: web.Request) -> web.Response:
         sku=sku, price=command.price, currency=command.currency, on_hand=command.on_hand
     )
     envelope = new_envelope(event, source=SOURCE, subject=sku)
-    await append_or_503(request.app[APPENDER], [PendingAppend(envelope)])
+    side_writes = catalog_side_writes(envelope, request.app[TOPOLOGY])
+    await append_or_503(request.app[APPENDER], [PendingAppend(envelope, side_writes=side_writes)])
     return json_response(
         {"sku": sku, "price": event.price, "currency": event.currency, "on_hand": event.on_hand},
         status=202,

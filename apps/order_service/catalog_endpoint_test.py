@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from contracts import CatalogItemUpdated, decode_envelope
 from eventbus.topology import Topology
+from inventory.catalog_copy import CatalogItem, read_catalog_items
 from order_service.app import create_app
 from orderly_platform.embedded import RedisServer
 from orderly_platform.settings import Settings
@@ -46,6 +47,18 @@ async def test_put_records_the_change_as_an_event(
     [envelope] = await catalog_events(redis)
     assert envelope.subject == "SKU-7"
     assert envelope.data == CatalogItemUpdated(sku="SKU-7", price=1299, currency="EUR", on_hand=40)
+
+
+async def test_put_sets_the_live_catalog_copy_before_it_answers(
+    client: TestClient[Any, Any], redis: aioredis.Redis
+) -> None:
+    for price, on_hand in ((1299, 40), (1499, 3)):
+        body = {"price": price, "currency": "EUR", "on_hand": on_hand}
+        assert (await client.put("/catalog/SKU-7", json=body, headers=HEADERS)).status == 202
+        items = await read_catalog_items(redis, Topology(partitions=2), ["SKU-7"])
+        assert items == {
+            "SKU-7": CatalogItem(sku="SKU-7", price=price, currency="EUR", on_hand=on_hand)
+        }
 
 
 @pytest.mark.parametrize(
@@ -112,6 +125,7 @@ async def test_bad_input_is_refused_and_appends_nothing(
     assert response.status == status, await response.text()
     assert (await response.json())["error"] == code
     assert await catalog_events(redis) == []
+    assert [key async for key in redis.scan_iter("orderly:catalog-item:*")] == []
 
 
 async def test_inventory_without_a_database_is_a_503(client: TestClient[Any, Any]) -> None:

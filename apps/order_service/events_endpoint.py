@@ -2,6 +2,8 @@
 
 Every event of a request is validated before anything is appended, so a bad request
 changes nothing. A retried request (same ``source`` + ``id``) gets the first answer.
+A StockReceived raises its SKU's live catalog copy (``inventory.catalog_copy``) in the same
+atomic step as its append, and a retried one raises it only once.
 
 Errors: 401 bad or missing token; 413 body too large; 415 not a CloudEvents content type;
 400 malformed JSON, bad ``ce-*`` header, specversion other than 1.0; 422 schema violation
@@ -16,9 +18,10 @@ from aiohttp import web
 
 from contracts import ContractError, EventEnvelope, StockReceived
 from eventbus.appender import PendingAppend
+from inventory.catalog_copy import catalog_side_writes
 from order_service.cloudevents_http import BATCH, BadHeader, UnsupportedMediaType, parse_events
 from order_service.errors import append_or_503, contract_error
-from order_service.keys import APPENDER, SETTINGS
+from order_service.keys import APPENDER, SETTINGS, TOPOLOGY
 from orderly_platform.http import ApiError, json_response, require_bearer_token
 
 # Outside systems may publish these; the saga's own events only orderly writes.
@@ -31,7 +34,11 @@ async def post_events(request: web.Request) -> web.Response:
     require_bearer_token(request, settings.api_token)
     body = await request.read()  # 413 past client_max_size, raised by aiohttp
     envelopes = _parse(request, body)
-    appended = await append_or_503(request.app[APPENDER], [PendingAppend(e) for e in envelopes])
+    topology = request.app[TOPOLOGY]
+    appended = await append_or_503(
+        request.app[APPENDER],
+        [PendingAppend(e, side_writes=catalog_side_writes(e, topology)) for e in envelopes],
+    )
     return json_response(
         {
             "events": [

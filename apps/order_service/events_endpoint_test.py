@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from contracts import decode_envelope
 from eventbus.topology import Topology
+from inventory.catalog_copy import CatalogItem, read_catalog_items
 from order_service.app import create_app
 from orderly_platform.embedded import RedisServer
 from orderly_platform.settings import Settings
@@ -127,6 +128,23 @@ async def test_a_repeated_event_gets_the_first_answer_and_appends_nothing(
     assert first.status == again.status == 202
     assert await first.json() == await again.json()
     assert await stream_lengths(redis) == 1
+
+
+async def test_stock_received_raises_the_live_catalog_copy_once(
+    client: TestClient[Any, Any], redis: aioredis.Redis
+) -> None:
+    item = {"price": 500, "currency": "EUR", "on_hand": 10}
+    assert (await client.put("/catalog/SKU-1", json=item, headers=AUTH)).status == 202
+    delivery = msgspec.json.encode(stock_event())  # 5 units of SKU-1
+    batch = msgspec.json.encode(
+        [stock_event(), stock_event(data={"sku": "SKU-1", "quantity": 2, "warehouse": "w"})]
+    )
+    assert (await client.post("/events", data=delivery, headers=STRUCTURED)).status == 202
+    assert (await client.post("/events", data=delivery, headers=STRUCTURED)).status == 202
+    assert (await client.post("/events", data=batch, headers=BATCH)).status == 202
+    # Read at once, with no wait: the copy moved in the same atomic step as each append.
+    items = await read_catalog_items(redis, Topology(partitions=2), ["SKU-1"])
+    assert items == {"SKU-1": CatalogItem(sku="SKU-1", price=500, currency="EUR", on_hand=22)}
 
 
 def _bad_percent_headers() -> dict[str, str]:

@@ -5,11 +5,14 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventbus.coalescing import CoalescingAppender
+from eventbus.topology import Topology
 from orderly_platform.http import ApiError
 from orderly_platform.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
+# Where every event and its companion keys (catalog copy, idempotency records) live.
+TOPOLOGY = web.AppKey("topology", Topology)
 # Requests share round trips to Redis (group commit); each keeps its own atomic append.
 APPENDER = web.AppKey("appender", CoalescingAppender)
 # The read-model database, present when ORDERLY_POSTGRES_URL is set.
