@@ -16,6 +16,7 @@ from order_service.events_endpoint import post_events
 from order_service.inventory_endpoint import get_inventory
 from order_service.keys import APPENDER, ENGINE, REDIS, SETTINGS, TOPOLOGY
 from order_service.orders_endpoint import get_order, list_orders
+from order_service.place_order_endpoint import post_order
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.settings import Settings
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/inventory/{sku}", get_inventory)
     app.router.add_get("/orders/{order_id}", get_order)
     app.router.add_get("/orders", list_orders)
+    app.router.add_post("/orders", post_order)
 
     async def redis_answers() -> None:
         await app[REDIS].ping()

@@ -28,10 +28,15 @@ def require_json(content_type: str) -> None:
 async def append_or_503(
     appender: CoalescingAppender, batch: Sequence[PendingAppend]
 ) -> list[Appended]:
+    """Append one unit; raises ``AppendRefused`` as the appender does."""
     try:
         return await appender.append_batch(batch)
     except RedisError as exc:
         # Nothing or part was written; the client's retry is safe: duplicates are dropped.
-        raise ApiError(
-            503, "unavailable", f"the event store did not answer ({type(exc).__name__}); retry"
-        ) from None
+        raise store_unavailable(exc) from None
+
+
+def store_unavailable(exc: RedisError) -> ApiError:
+    return ApiError(
+        503, "unavailable", f"the event store did not answer ({type(exc).__name__}); retry"
+    )
