@@ -16,6 +16,7 @@ from cli.durations import format_ms
 from cli.options import emit, stack_options
 from cli.table import table
 from orderly_platform.database import create_engine
+from orderly_platform.http import tune_gc_for_throughput
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import redacted, require_endpoint
 from projections.rebuild import RebuildRefused, RebuildResult, events_to_replay, rebuild
@@ -46,25 +47,27 @@ def status_command(settings: Settings, as_json: bool) -> None:
 
 
 @projections_group.command("rebuild")
-@click.argument("name", type=click.Choice(REBUILDABLE))
+@click.argument("names", metavar="NAME...", nargs=-1, required=True, type=click.Choice(REBUILDABLE))
 @stack_options
-def rebuild_command(settings: Settings, as_json: bool, name: str) -> None:
-    """Replay every event into fresh tables for NAME, then swap them in.
+def rebuild_command(settings: Settings, as_json: bool, names: tuple[str, ...]) -> None:
+    """Replay every event into fresh tables for each NAME, then swap them in.
 
     The live tables keep serving, and the projector keeps updating them, until the swap,
-    which is atomic. The archive itself is the source of every replay and is not rebuilt.
+    which is atomic. Several names share one replay. The archive itself is the source of
+    every replay and is not rebuilt.
     """
+    tune_gc_for_throughput()
     partitions = topology(settings).all_partitions()
+    chosen = [PROJECTIONS[name] for name in dict.fromkeys(names)]
+    label = ", ".join(p.name for p in chosen)
 
     async def run(redis: aioredis.Redis, engine: AsyncEngine) -> RebuildResult:
         total = await events_to_replay(redis, engine, partitions)
         # On stderr, so that --json output stays parseable.
         with click.progressbar(
-            length=total, label=f"rebuilding {name}", file=sys.stderr, show_pos=True
+            length=total, label=f"rebuilding {label}", file=sys.stderr, show_pos=True
         ) as bar:
-            return await rebuild(
-                redis, engine, PROJECTIONS[name], partitions, on_progress=bar.update
-            )
+            return await rebuild(redis, engine, chosen, partitions, on_progress=bar.update)
 
     try:
         result = _on_read_models(settings, run)
@@ -75,7 +78,7 @@ def rebuild_command(settings: Settings, as_json: bool, name: str) -> None:
         as_json,
         result,
         [
-            f"rebuilt {name} from {result.events:,} events in {result.seconds:.1f} s "
+            f"rebuilt {label} from {result.events:,} events in {result.seconds:.1f} s "
             f"({rate:,.0f} events/s); the new tables are live"
         ],
     )

@@ -15,6 +15,7 @@ from contracts.codec import (
     decode_envelope,
     decode_envelope_obj,
     decode_event,
+    decode_stored_event,
     encode_cloudevent,
     encode_command,
     encode_envelope,
@@ -53,6 +54,11 @@ def test_envelope_round_trip(sample_event: Event) -> None:
     decoded = decode_envelope(encode_envelope(env))
     assert decoded == env
     assert type(decoded.data) is type(sample_event)
+
+
+def test_a_stored_event_decodes_to_its_envelopes_data(sample_event: Event) -> None:
+    raw = encode_envelope(new_envelope(sample_event, source="/t", subject="s"))
+    assert decode_stored_event(raw) == sample_event
 
 
 def test_envelope_round_trip_through_parsed_json(sample_event: Event) -> None:

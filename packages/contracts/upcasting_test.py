@@ -11,6 +11,7 @@ from contracts.codec import (
     decode_envelope,
     decode_envelope_obj,
     decode_event,
+    decode_stored_event,
     encode_cloudevent,
     encode_event,
 )
@@ -72,6 +73,10 @@ def test_v1_envelope_decodes_as_v2_in_eur_with_line_totals() -> None:
         1,
     )
     assert env.time == datetime(2023, 3, 4, 9, 0, tzinfo=UTC)
+
+
+def test_a_stored_v1_event_decodes_as_the_v2_its_envelope_holds() -> None:
+    assert decode_stored_event(V1_ENVELOPE) == decode_envelope(V1_ENVELOPE).data
 
 
 def test_v1_written_by_the_legacy_struct_decodes_as_v2() -> None:

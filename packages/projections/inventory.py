@@ -34,6 +34,17 @@ from projections.projection import Apply, Projection
 from projections.recorded import Recorded
 from projections.recordsets import recordset, rows_parameter
 
+_STOCK_EVENTS = frozenset(
+    e.__name__
+    for e in (
+        CatalogItemUpdated,
+        StockReceived,
+        InventoryReserved,
+        InventoryCommitted,
+        InventoryReleased,
+    )
+)
+
 
 class _Change(msgspec.Struct):
     """What one batch does to one SKU, folded in stream order."""
@@ -85,7 +96,9 @@ def inventory_writer(inventory: sa.Table) -> Apply:
         changes: dict[str, _Change] = {}
 
         for record in records:
-            event, at = record.envelope.data, record.envelope.time
+            if record.name not in _STOCK_EVENTS:
+                continue  # not decoded: most events of a replay are not about stock
+            event, at = record.event, record.time
             if isinstance(event, CatalogItemUpdated):
                 change = _change(changes, event.sku, at)
                 change.catalogued, change.price, change.currency = True, event.price, event.currency

@@ -19,8 +19,6 @@ from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import (
-    DomainEvent,
-    EventEnvelope,
     InventoryCommitRequested,
     InventoryCommitted,
     InventoryReleased,
@@ -45,26 +43,27 @@ from projections.recordsets import recordset, rows_parameter
 
 PENDING, CONFIRMED, REJECTED, CANCELLED = "PENDING", "CONFIRMED", "REJECTED", "CANCELLED"
 TERMINAL = (CONFIRMED, REJECTED, CANCELLED)
-_TERMINAL_STATUS: dict[type[DomainEvent], str] = {
-    OrderConfirmed: CONFIRMED,
-    OrderRejected: REJECTED,
-    OrderCancelled: CANCELLED,
+# By event name ("OrderConfirmed"), which every version of an event shares.
+_TERMINAL_STATUS: dict[str, str] = {
+    OrderConfirmed.__name__: CONFIRMED,
+    OrderRejected.__name__: REJECTED,
+    OrderCancelled.__name__: CANCELLED,
 }
 
-# After an event of this type, what the order's saga waits for next.
-WAITS_FOR: dict[type[DomainEvent], str] = {
-    OrderPlaced: "saga start",
-    InventoryReservationRequested: "inventory reservation",
-    InventoryReserved: "payment",
-    PaymentCaptured: "inventory commit",
-    InventoryCommitRequested: "inventory commit",
-    InventoryCommitted: "confirmation",
-    InventoryReservationRejected: "rejection",
-    PaymentDeclined: "compensation",
-    OrderCancellationRequested: "cancellation",
-    InventoryReleaseRequested: "inventory release",
-    InventoryReleased: "compensation",
-    PaymentRefunded: "compensation",
+# After an event of this name, what the order's saga waits for next.
+WAITS_FOR: dict[str, str] = {
+    OrderPlaced.__name__: "saga start",
+    InventoryReservationRequested.__name__: "inventory reservation",
+    InventoryReserved.__name__: "payment",
+    PaymentCaptured.__name__: "inventory commit",
+    InventoryCommitRequested.__name__: "inventory commit",
+    InventoryCommitted.__name__: "confirmation",
+    InventoryReservationRejected.__name__: "rejection",
+    PaymentDeclined.__name__: "compensation",
+    OrderCancellationRequested.__name__: "cancellation",
+    InventoryReleaseRequested.__name__: "inventory release",
+    InventoryReleased.__name__: "compensation",
+    PaymentRefunded.__name__: "compensation",
 }
 
 
@@ -72,13 +71,16 @@ class _Change(msgspec.Struct):
     """What one batch does to one order, folded in stream order."""
 
     order_id: str
-    steps: list[dict[str, str]] = msgspec.field(default_factory=list)
+    # Timeline steps: {"type": event name, "at": its time}.
+    steps: list[dict[str, object]] = msgspec.field(default_factory=list)
     # The first terminal status of the batch and its reason; later ones cannot override it.
     status: str | None = None
     reason: str | None = None
     waiting_for: str | None = None
     waiting_since: datetime | None = None
     updated_at: datetime | None = None
+    # The order's row as its OrderPlaced made it, when that event is in this batch.
+    placed: dict[str, Any] | None = None
 
 
 def orders_writer(orders: sa.Table) -> Apply:
@@ -117,41 +119,67 @@ def orders_writer(orders: sa.Table) -> Apply:
             updated_at=d.updated_at,
         )
     )
-    place = insert(orders).on_conflict_do_nothing(index_elements=[orders.c.order_id])
+    rows_of = recordset(
+        *(sa.column(column.name, column.type) for column in orders.columns), name="r"
+    )
+    place = (
+        insert(orders)
+        .from_select([c.name for c in orders.columns], sa.select(*rows_of.c))
+        .on_conflict_do_nothing(index_elements=[orders.c.order_id])
+    )
 
     async def apply(connection: AsyncConnection, records: list[Recorded]) -> None:
-        placed: list[dict[str, Any]] = []
         changes: dict[str, _Change] = {}
         for record in records:
-            envelope = record.envelope
-            if category_of(envelope.type) != ORDERS:
+            name = record.name
+            if category_of(name) != ORDERS:
                 continue
-            event = envelope.data
-            if isinstance(event, OrderPlaced):
-                placed.append(_placed_row(envelope, event))
-            change = changes.get(envelope.subject)
+            change = changes.get(record.subject)
             if change is None:
-                change = changes[envelope.subject] = _Change(envelope.subject)
-            change.steps.append(_step(envelope))
-            change.updated_at = envelope.time
-            terminal = _TERMINAL_STATUS.get(type(event))
+                change = changes[record.subject] = _Change(record.subject)
+            if name == OrderPlaced.__name__:
+                change.placed = _placed_row(record)
+            change.steps.append({"type": name, "at": record.time})
+            change.updated_at = record.time
+            terminal = _TERMINAL_STATUS.get(name)
             if terminal is not None and change.status is None:
                 change.status = terminal
-                change.reason = getattr(event, "reason", None)
-            waits_for = WAITS_FOR.get(type(event))
+                # Only rejections and cancellations carry one; decode just for those.
+                if terminal != CONFIRMED:
+                    change.reason = getattr(record.event, "reason", None)
+            waits_for = WAITS_FOR.get(name)
             if waits_for is not None:
-                change.waiting_for, change.waiting_since = waits_for, envelope.time
-        # An order's later events only ever follow its OrderPlaced in the same stream, so
-        # inserting first lets the update below see the rows this batch places.
-        if placed:
-            await connection.execute(place, placed)
-        if changes:
-            await connection.execute(update, rows_parameter(list(changes.values())))
+                change.waiting_for, change.waiting_since = waits_for, record.time
+        # An order's later events only ever follow its OrderPlaced in the same stream. Orders
+        # placed in this batch are inserted as they stand at its end, which in a replay is
+        # most of them (few sagas span two pages); the others are updated.
+        new = [_new_row(change) for change in changes.values() if change.placed is not None]
+        known = [change for change in changes.values() if change.placed is None]
+        if new:
+            await connection.execute(place, rows_parameter(new))
+        if known:
+            await connection.execute(update, rows_parameter(known))
 
     return apply
 
 
-def _placed_row(envelope: EventEnvelope, event: OrderPlaced) -> dict[str, Any]:
+def _new_row(change: _Change) -> dict[str, Any]:
+    assert change.placed is not None
+    ended = change.status is not None
+    return {
+        **change.placed,
+        "status": change.status or PENDING,
+        "reason": change.reason,
+        "timeline": change.steps,
+        "waiting_for": None if ended else change.waiting_for,
+        "waiting_since": None if ended else change.waiting_since,
+        "updated_at": change.updated_at,
+    }
+
+
+def _placed_row(record: Recorded) -> dict[str, Any]:
+    event = record.event
+    assert isinstance(event, OrderPlaced)  # an upcast OrderPlaced.v1 is one too
     return {
         "order_id": event.order_id,
         "customer_id": event.customer_id,
@@ -167,15 +195,8 @@ def _placed_row(envelope: EventEnvelope, event: OrderPlaced) -> dict[str, Any]:
         ],
         "total": event.total,
         "currency": event.currency,
-        "timeline": [],
-        "placed_at": envelope.time,
-        "updated_at": envelope.time,
+        "placed_at": record.time,
     }
-
-
-def _step(envelope: EventEnvelope) -> dict[str, str]:
-    # "orderly.OrderPlaced.v2" -> "OrderPlaced": the timeline speaks the domain, not the wire.
-    return {"type": envelope.type.split(".")[1], "at": envelope.time.isoformat()}
 
 
 ORDERS_PROJECTION = Projection("orders", (tables.orders,), orders_writer)

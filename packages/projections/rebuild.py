@@ -4,6 +4,9 @@
    (``rebuild_<name>``), with the same names, columns and indexes as the live ones.
 2. Every partition is replayed (archive, then live tail) into the copies, with checkpoints of
    their own, while the live tables keep serving and the projector keeps applying to them.
+   The copies are unlogged while they fill and logged (written to the WAL in one go)
+   before the swap; their commits do not wait for the disk, since a crash before the swap
+   discards them anyway.
 3. One transaction swaps: it locks the live checkpoints, which holds the projector back; it
    brings the copies up to at least the live checkpoints; it moves the live tables out and the
    copies in (``ALTER TABLE ... SET SCHEMA``), and moves the live checkpoints to where the copies
@@ -15,8 +18,11 @@ A crash before the swap leaves the live tables untouched; the next rebuild start
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -32,6 +38,7 @@ from projections.checkpointed import (
     lock_checkpoints,
 )
 from projections.projection import Apply, Projection
+from projections.recorded import Recorded
 from projections.replay import replay
 from projections.tables import event_archive, projection_checkpoints
 
@@ -42,7 +49,7 @@ class RebuildRefused(Exception):
 
 @dataclass(frozen=True)
 class RebuildResult:
-    projection: str
+    projections: list[str]
     # Events read from the archive and the streams (every projection sees every event).
     events: int
     seconds: float
@@ -50,45 +57,68 @@ class RebuildResult:
 
 @dataclass(frozen=True)
 class _Shadow:
+    projection: Projection
     schema: str
     # Checkpoint key of the copies, distinct from the live projection's.
     checkpoint: str
     tables: tuple[sa.Table, ...]
+    apply: Apply
 
 
 async def rebuild(
     redis: aioredis.Redis,
     engine: AsyncEngine,
-    projection: Projection,
+    projections: Sequence[Projection],
     partitions: Sequence[Partition],
     *,
     on_progress: Callable[[int], None] = lambda events: None,
 ) -> RebuildResult:
-    if not projection.rebuildable:
-        raise RebuildRefused(f"{projection.name} is the source of replays and cannot be rebuilt")
+    """Rebuild these projections from one replay, and swap them all in one transaction."""
+    for projection in projections:
+        if not projection.rebuildable:
+            raise RebuildRefused(
+                f"{projection.name} is the source of replays and cannot be rebuilt"
+            )
     started = time.perf_counter()
-    async with engine.connect() as guard:
-        # A session lock: held until this connection closes, even if the rebuild fails.
-        key = sa.func.hashtext(f"orderly.rebuild.{projection.name}")
-        if not await guard.scalar(sa.select(sa.func.pg_try_advisory_lock(key))):
-            raise RebuildRefused(f"a rebuild of {projection.name} is already running")
+    async with engine.connect() as guard, _rebuild_locks(guard, projections):
+        shadows = [await _create_shadow(engine, projection) for projection in projections]
+        events = 0
+        # Twice: the second pass picks up what arrived during the first, so that the swap
+        # below, which holds the projector back, has little left to do.
+        for _ in range(2):
+            for partition in partitions:
+                events += await _catch_up(redis, engine, partition, shadows, on_progress)
+        async with engine.begin() as connection:
+            for shadow in shadows:
+                for table in shadow.tables:
+                    await connection.execute(
+                        sa.text(f'ALTER TABLE "{shadow.schema}"."{table.name}" SET LOGGED')
+                    )
+        async with engine.begin() as swap:
+            for shadow in shadows:
+                events += await _swap(redis, swap, partitions, shadow)
+    return RebuildResult([p.name for p in projections], events, time.perf_counter() - started)
+
+
+@asynccontextmanager
+async def _rebuild_locks(
+    guard: AsyncConnection, projections: Sequence[Projection]
+) -> AsyncIterator[None]:
+    """One rebuild per projection at a time: session locks, which a crash releases too."""
+    keys = [sa.func.hashtext(f"orderly.rebuild.{p.name}") for p in projections]
+    held = []
+    try:
+        for projection, key in zip(projections, keys, strict=True):
+            if not await guard.scalar(sa.select(sa.func.pg_try_advisory_lock(key))):
+                raise RebuildRefused(f"a rebuild of {projection.name} is already running")
+            held.append(key)
         await guard.commit()
-        try:
-            shadow = await _create_shadow(engine, projection)
-            apply = projection.apply_to(shadow.tables)
-            events = 0
-            # Twice: the second pass picks up what arrived during the first, so that the swap
-            # below, which holds the projector back, has little left to do.
-            for _ in range(2):
-                for partition in partitions:
-                    events += await _catch_up(redis, engine, partition, shadow, apply, on_progress)
-            async with engine.begin() as swap:
-                events += await _swap(redis, swap, projection, partitions, shadow, apply)
-        finally:
-            # The connection goes back to the pool, and a session lock would go with it.
+        yield
+    finally:
+        # The connection goes back to the pool, and a session lock would go with it.
+        for key in held:
             await guard.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-            await guard.commit()
-    return RebuildResult(projection.name, events, time.perf_counter() - started)
+        await guard.commit()
 
 
 async def events_to_replay(
@@ -122,40 +152,69 @@ async def _create_shadow(engine: AsyncEngine, projection: Projection) -> _Shadow
         await connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
         await connection.run_sync(metadata.create_all)
+        # Unlogged while they fill: no WAL for a million rows that a crash would discard
+        # anyway. Made logged (one sequential write) before they become the live tables.
+        for table in tables:
+            await connection.execute(sa.text(f'ALTER TABLE "{schema}"."{table.name}" SET UNLOGGED'))
         await connection.execute(
             sa.delete(projection_checkpoints).where(
                 projection_checkpoints.c.projection == checkpoint
             )
         )
-    return _Shadow(schema, checkpoint, tables)
+    return _Shadow(projection, schema, checkpoint, tables, projection.apply_to(tables))
 
 
 async def _catch_up(
     redis: aioredis.Redis,
     engine: AsyncEngine,
     partition: Partition,
-    shadow: _Shadow,
-    apply: Apply,
+    shadows: Sequence[_Shadow],
     on_progress: Callable[[int], None],
 ) -> int:
+    """Replay the partition into every copy from where the copies are (the same place)."""
+    pages: asyncio.Queue[list[Recorded] | None] = asyncio.Queue(maxsize=2)
+
+    async def read() -> None:
+        # Reading the next page overlaps with applying this one: Postgres works on one core
+        # while this process decodes and folds on the other.
+        try:
+            async with engine.connect() as reader:
+                after = min(
+                    [await checkpoint_at(reader, s.checkpoint, partition.stream) for s in shadows]
+                )
+                async for page in replay(redis, reader, partition, after=after):
+                    await pages.put(page)
+        finally:
+            await pages.put(None)
+
+    reader = asyncio.create_task(read())
     events = 0
-    async with engine.connect() as reader:
-        after = await checkpoint_at(reader, shadow.checkpoint, partition.stream)
-        async for batch in replay(redis, reader, partition, after=after):
-            await apply_exactly_once(engine, shadow.checkpoint, batch, apply)
-            events += len(batch)
-            on_progress(len(batch))
+    try:
+        while (page := await pages.get()) is not None:
+            # A crash before the swap throws the copies away, so no commit here waits for
+            # the disk (the swap does).
+            await asyncio.gather(
+                *(
+                    apply_exactly_once(engine, s.checkpoint, page, s.apply, wait_for_flush=False)
+                    for s in shadows
+                )
+            )
+            events += len(page)
+            on_progress(len(page))
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader  # re-raises what the reader failed with, after the pages it read
     return events
 
 
 async def _swap(
     redis: aioredis.Redis,
     swap: AsyncConnection,
-    projection: Projection,
     partitions: Sequence[Partition],
     shadow: _Shadow,
-    apply: Apply,
 ) -> int:
+    projection = shadow.projection
     streams = [partition.stream for partition in partitions]
     live = await lock_checkpoints(swap, projection.name, streams)
     events = 0
@@ -164,7 +223,7 @@ async def _swap(
         if after < live[partition.stream]:
             until = live[partition.stream]
             async for batch in replay(redis, swap, partition, after=after, until=until):
-                events += await apply_in_transaction(swap, shadow.checkpoint, batch, apply)
+                events += await apply_in_transaction(swap, shadow.checkpoint, batch, shadow.apply)
     # The copies may be ahead of the live tables (the projector lagged): the projection's
     # checkpoints move to where the copies are, so nothing they hold is applied again.
     copies = await lock_checkpoints(swap, shadow.checkpoint, streams)

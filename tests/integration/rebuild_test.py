@@ -117,10 +117,10 @@ async def test_a_rebuild_equals_the_live_tables_row_for_row(
     assert len(before["orders"]) == 150 and len(before["inventory"]) == 10
     assert await events_to_replay(redis, engine, PARTITIONS) == len(events)
 
+    progress: list[int] = []
+    result = await rebuild(redis, engine, REBUILT, PARTITIONS, on_progress=progress.append)
+    assert sum(progress) == result.events == len(events)  # one replay for both
     for projection in REBUILT:
-        progress: list[int] = []
-        result = await rebuild(redis, engine, projection, PARTITIONS, on_progress=progress.append)
-        assert sum(progress) == result.events == len(events)
         assert await rows(engine, projection.tables[0]) == before[projection.name]
 
     # Same columns, same index names and definitions: the migrations' tables, not look-alikes.
@@ -147,8 +147,8 @@ async def test_a_rebuild_while_events_keep_arriving_equals_a_clean_replay(
     projectors = [asyncio.create_task(c.run()) for c in (orders, inventory)]
     writer = asyncio.create_task(keep_appending())
     await asyncio.wait_for(first_half_written.wait(), 60)
-    for projection in REBUILT:
-        await rebuild(redis, engine, projection, PARTITIONS)
+    await rebuild(redis, engine, [ORDERS_PROJECTION], PARTITIONS)
+    await rebuild(redis, engine, [INVENTORY], PARTITIONS)
     await writer
     for consumer in (orders, inventory):
         consumer.stop()
@@ -174,12 +174,13 @@ async def test_the_archive_is_not_rebuilt_and_one_rebuild_runs_at_a_time(
     redis: aioredis.Redis, engine: AsyncEngine
 ) -> None:
     with pytest.raises(RebuildRefused, match="source of replays"):
-        await rebuild(redis, engine, ARCHIVE, PARTITIONS)
+        await rebuild(redis, engine, [ORDERS_PROJECTION, ARCHIVE], PARTITIONS)
     async with engine.connect() as holder:
         key = sa.func.hashtext("orderly.rebuild.orders")
         assert await holder.scalar(sa.select(sa.func.pg_try_advisory_lock(key)))
         with pytest.raises(RebuildRefused, match="already running"):
-            await rebuild(redis, engine, ORDERS_PROJECTION, PARTITIONS)
+            await rebuild(redis, engine, [INVENTORY, ORDERS_PROJECTION], PARTITIONS)
         await holder.execute(sa.select(sa.func.pg_advisory_unlock(key)))
-    result = await rebuild(redis, engine, ORDERS_PROJECTION, PARTITIONS)
+    # The refused rebuild released the lock it had taken on inventory.
+    result = await rebuild(redis, engine, [INVENTORY, ORDERS_PROJECTION], PARTITIONS)
     assert result.events == 0
