@@ -73,6 +73,7 @@ class _TypeAndData(msgspec.Struct):
 
 _ENCODER: Final = msgspec.json.Encoder()
 _TYPE_AND_DATA_DECODER: Final = msgspec.json.Decoder(_TypeAndData)
+_ATTRIBUTES_DECODER: Final = msgspec.json.Decoder(CloudEventAttributes)
 _WIRE_DECODER: Final = msgspec.json.Decoder(_WireEnvelope[msgspec.Raw])
 _BATCH_DECODER: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _PROBE_DECODER: Final = msgspec.json.Decoder(_Probe)
@@ -164,6 +165,21 @@ def decode_stored_event(raw: bytes) -> Event:
     except msgspec.DecodeError as exc:
         raise malformed_json(exc) from exc
     return _event_from_raw(stored.type, stored.data, root="$")
+
+
+def decode_stored_attributes(raw: bytes) -> CloudEventAttributes:
+    """The attributes of a CloudEvent read back from a stream, without decoding its data.
+
+    ``type`` is the one stored, which may name a superseded version.
+    """
+    try:
+        attributes = _ATTRIBUTES_DECODER.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise schema_violation(exc) from exc
+    except msgspec.DecodeError as exc:
+        raise malformed_json(exc) from exc
+    _refuse_foreign_spec_version(attributes.specversion, root="$")
+    return attributes
 
 
 def decode_batch(raw: bytes) -> list[EventEnvelope]:
@@ -341,6 +357,7 @@ def decode_command(raw: bytes, cls: type[C]) -> C:
 
 
 __all__ = [
+    "decode_stored_attributes",
     "decode_stored_event",
     "command_decoder",
     "data_decoder",

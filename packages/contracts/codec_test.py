@@ -15,6 +15,7 @@ from contracts.codec import (
     decode_envelope,
     decode_envelope_obj,
     decode_event,
+    decode_stored_attributes,
     decode_stored_event,
     encode_cloudevent,
     encode_command,
@@ -56,9 +57,19 @@ def test_envelope_round_trip(sample_event: Event) -> None:
     assert type(decoded.data) is type(sample_event)
 
 
-def test_a_stored_event_decodes_to_its_envelopes_data(sample_event: Event) -> None:
-    raw = encode_envelope(new_envelope(sample_event, source="/t", subject="s"))
+def test_a_stored_event_decodes_to_its_envelopes_data_and_attributes(
+    sample_event: Event,
+) -> None:
+    envelope = new_envelope(sample_event, source="/t", subject="s")
+    raw = encode_envelope(envelope)
     assert decode_stored_event(raw) == sample_event
+    attributes = decode_stored_attributes(raw)
+    assert (attributes.id, attributes.source, attributes.type, attributes.time) == (
+        envelope.id,
+        envelope.source,
+        envelope.type,
+        envelope.time,
+    )
 
 
 def test_envelope_round_trip_through_parsed_json(sample_event: Event) -> None:

@@ -18,14 +18,14 @@ def archive_writer(event_archive: sa.Table) -> Apply:
     async def apply(connection: AsyncConnection, records: list[Recorded]) -> None:
         rows = [
             {
-                "source": record.envelope.source,
-                "id": record.envelope.id,
+                "source": record.source,
+                "id": record.id,
                 "stream": record.stream,
                 "entry_ms": record.position.ms,
                 "entry_seq": record.position.seq,
-                "type": record.envelope.type,
-                "subject": record.envelope.subject,
-                "time": record.envelope.time,
+                "type": record.type,
+                "subject": record.subject,
+                "time": record.time,
                 "payload": record.payload,
             }
             for record in records

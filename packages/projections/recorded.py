@@ -4,28 +4,33 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from contracts import Event, EventEnvelope, decode_envelope, decode_stored_event
+from contracts import (
+    Event,
+    decode_stored_attributes,
+    decode_stored_event,
+)
 from eventbus.consumer import StreamEntry
 from projections.positions import StreamPosition
 
 
 class Recorded:
-    """One event and where it is; its envelope is decoded at most once, and only if needed.
+    """One event and where it is; its data is decoded at most once, and only if needed.
 
-    A replay reads type, subject and time from the archive's columns, and most events need
-    nothing more (an order's timeline step, say): skipping their decoding is most of what
-    makes a replay fast. Live entries arrive as bytes and are decoded straight away.
+    Its attributes (type, subject, time...) come from the archive's columns in a replay, or
+    are decoded alone from a live entry; most events need nothing more (an order's timeline
+    step, say), and skipping the decoding of their data is much of what makes a replay fast.
     """
 
     __slots__ = (
         "stream",
         "position",
         "payload",
+        "source",
+        "id",
         "type",
         "name",
         "subject",
         "time",
-        "_envelope",
         "_event",
     )
 
@@ -35,35 +40,39 @@ class Recorded:
         position: StreamPosition,
         payload: bytes,
         *,
-        type: str,  # - the CloudEvents attribute is called `type`
+        source: str,
+        id: str,  # shadows the builtin: the CloudEvents attributes are `id` and `type`
+        type: str,
         subject: str,
         time: datetime,
-        envelope: EventEnvelope | None = None,
     ) -> None:
         self.stream = stream
         self.position = position
         # The exact bytes the stream held, which the archive keeps for a faithful replay.
         self.payload = payload
+        self.source = source
+        self.id = id
         self.type = type
         # "orderly.OrderPlaced.v2" -> "OrderPlaced": what projections dispatch on, whatever
         # the version (an upcast event has the same name).
         self.name = type.split(".")[1] if type.count(".") >= 2 else type
         self.subject = subject
         self.time = time
-        self._envelope = envelope
-        self._event: Event | None = None if envelope is None else envelope.data
+        self._event: Event | None = None
 
     @classmethod
     def decode(cls, stream: str, position: StreamPosition, payload: bytes) -> Recorded:
-        envelope = decode_envelope(payload)
+        """Decode the attributes now (a bad entry fails here) and the data when asked."""
+        attributes = decode_stored_attributes(payload)
         return cls(
             stream,
             position,
             payload,
-            type=envelope.type,
-            subject=envelope.subject,
-            time=envelope.time,
-            envelope=envelope,
+            source=attributes.source,
+            id=attributes.id,
+            type=attributes.type,
+            subject=attributes.subject,
+            time=attributes.time,
         )
 
     @classmethod
@@ -74,16 +83,10 @@ class Recorded:
 
     @property
     def event(self) -> Event:
-        """The event's data; decodes only that when the envelope is not decoded yet."""
+        """The event's data, upcast to its current version; decoded on first use."""
         if self._event is None:
             self._event = decode_stored_event(self.payload)
         return self._event
-
-    @property
-    def envelope(self) -> EventEnvelope:
-        if self._envelope is None:
-            self._envelope = decode_envelope(self.payload)
-        return self._envelope
 
     def __repr__(self) -> str:
         return f"Recorded({self.stream!r}, {self.position}, {self.type!r}, {self.subject!r})"

@@ -82,7 +82,7 @@ async def replay(
 # Keyset pages in stream order, served by the event_archive_position index. Run on the driver
 # connection: at a million rows, building SQLAlchemy rows costs as much as the query.
 _ARCHIVED = f"""
-    SELECT entry_ms, entry_seq, payload, type, subject, time FROM {event_archive.name}
+    SELECT entry_ms, entry_seq, payload, source, id, type, subject, time FROM {event_archive.name}
     WHERE stream = $1 AND (entry_ms, entry_seq) > ($2, $3) {{bound}}
     ORDER BY entry_ms, entry_seq LIMIT $4
 """
@@ -118,11 +118,13 @@ async def _archived(
                 stream,
                 StreamPosition(ms, seq),
                 payload,
+                source=source,
+                id=event_id,
                 type=event_type,
                 subject=subject,
                 time=at,
             )
-            for ms, seq, payload, event_type, subject, at in rows
+            for ms, seq, payload, source, event_id, event_type, subject, at in rows
         ]
         last = batch[-1].position
         yield batch
