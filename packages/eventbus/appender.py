@@ -39,6 +39,9 @@ DEFAULT_VERSION_TTL = 90 * 24 * 3600
 APPEND = LuaScript.named("append.lua")
 
 _WRITTEN, _DUPLICATE, _VERSION_REFUSED, _CLAIM_REFUSED = 0, 1, 2, 3
+# What the script reads after each event's payload; bytes, which redis-py sends as they are
+# (it converts every int or str argument, and most events have neither claim nor side write).
+_NO_CLAIM, _CLAIMED, _NO_SIDE_WRITES = b"0", b"1", b"0"
 
 
 class AppendRefused(Exception):
@@ -169,22 +172,7 @@ class EventAppender:
             keys: list[Any] = [partition.stream]
             args: list[Any] = [self.dedupe_ttl, self.version_ttl]
             for unit_index, position in slots:
-                pending = units[unit_index][position]
-                keys += [
-                    partition.dedupe_key(pending.envelope.dedupe_key),
-                    partition.version_key(pending.envelope.subject),
-                ]
-                expected = pending.expected_version
-                args += [unit_index, "" if expected is None else expected, payload_of(pending)]
-                if pending.claim is None:
-                    args.append(0)
-                else:
-                    keys.append(_in_partition(partition, pending.claim.key))
-                    args += [1, pending.claim.value]
-                args.append(len(pending.side_writes))
-                for write in pending.side_writes:
-                    keys.append(_in_partition(partition, write.key))
-                    args += [write.command, len(write.args), *write.args]
+                _add_event(keys, args, partition, unit_index, units[unit_index][position])
             calls.append((keys, args))
         replies = await APPEND.run_many(self.redis, calls)
 
@@ -213,6 +201,30 @@ class EventAppender:
             refusals[index] if index in refusals else [r for r in unit if r is not None]
             for index, unit in enumerate(results)
         ]
+
+
+def _add_event(
+    keys: list[Any], args: list[Any], partition: Partition, unit: int, pending: PendingAppend
+) -> None:
+    """Add an event's keys and arguments to a script call, in append.lua's layout."""
+    keys += [
+        partition.dedupe_key(pending.envelope.dedupe_key),
+        partition.version_key(pending.envelope.subject),
+    ]
+    expected = pending.expected_version
+    args += [unit, "" if expected is None else expected, payload_of(pending)]
+    if pending.claim is None:
+        args.append(_NO_CLAIM)
+    else:
+        keys.append(_in_partition(partition, pending.claim.key))
+        args += [_CLAIMED, pending.claim.value]
+    if not pending.side_writes:
+        args.append(_NO_SIDE_WRITES)
+        return
+    args.append(len(pending.side_writes))
+    for write in pending.side_writes:
+        keys.append(_in_partition(partition, write.key))
+        args += [write.command, len(write.args), *write.args]
 
 
 def _refusal(refused: PendingAppend, status: int, detail: Any) -> AppendRefused:
