@@ -44,7 +44,7 @@ from aiohttp import web
 
 from contracts import PlaceOrder, encode_command
 from eventbus.appender import Claim
-from eventbus.topology import ORDERS, Partition, Topology
+from eventbus.topology import ORDERS, Partition, Topology, partition_of
 from orderly_platform.http import ApiError
 
 HEADER = "Idempotency-Key"
@@ -123,5 +123,5 @@ def new_order_id(topology: Topology, partition: Partition | None) -> str:
     """A random order id; one whose stream partition is ``partition`` when one is given."""
     while True:
         order_id = str(uuid.uuid4())
-        if partition is None or topology.partition(ORDERS, order_id) == partition:
+        if partition is None or partition_of(order_id, topology.partitions) == partition.index:
             return order_id

@@ -13,6 +13,7 @@ the inventory service reserves against.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,9 @@ class CatalogItem(msgspec.Struct, frozen=True, kw_only=True):
     on_hand: int
 
 
+@functools.lru_cache(maxsize=65_536)
 def catalog_item_key(topology: Topology, sku: str) -> str:
+    # Cached: every StockReceived appended needs it, and a catalog has few SKUs that matter.
     return topology.partition(CATALOG, sku).catalog_item_key(sku)
 
 
