@@ -13,17 +13,22 @@ process (``python -m order_service``, 4 partitions) and a null aiohttp server, t
     Ceiling: (d). Per-request HTTP cost is spread over 100 events, so what is left is decoding
     events and appending them; the fastest an event can get into a stream from Python is a
     pipelined XADD of the same payload, so that is the bound (a generous one: the append script
-    also deduplicates and versions every event, six Redis commands instead of one).
+    also deduplicates and versions every event and raises its SKU's live catalog copy, seven
+    Redis commands instead of one).
 (c) a null aiohttp handler (``bench.null_server``): reads the body and answers 202.
 (d) raw pipelined XADD from redis.asyncio: pipelines of 100, non-transactional, 4 at a time,
     each event the size of one encoded StockReceived envelope.
 (e) consumer-group throughput: N events pre-filled with ``EventAppender.append_batch`` (batches
     of 1,000; reported too, against (d)), then ``StreamConsumer`` (batch 1,000, block 100 ms)
     with a no-op handler, and again with a handler that decodes every envelope.
+(f) ``POST /orders``, one item of one of 1,000 catalogued SKUs a request, each request with an
+    Idempotency-Key of its own. Ceiling: (a), the same HTTP, auth and single append; what is
+    left is the pipelined read of the key's record and the catalog copy, pricing, and the
+    claim of the key's record in the append.
 
-Every HTTP event has a unique CloudEvents id (dedupe would otherwise turn repeats into no-ops),
-and after each HTTP run the streams must have grown by the number of accepted events wrk
-counted: the run fails loudly on any error status or a mismatch. Targets (from the issue):
+Every HTTP event has a unique CloudEvents id and every order a unique Idempotency-Key (dedupe
+would otherwise turn repeats into no-ops), and after each HTTP run the streams must have grown
+by the number of accepted events wrk counted: the run fails loudly on any error status or a mismatch. Targets (from the issue):
 single-event HTTP >= 0.5x the null handler, batches >= 50,000 events/s, consumer group
 >= 50,000 events/s with a no-op handler; they are printed as PASS/FAIL, and the exit status is
 0 either way: this is a benchmark, not a test. The machines are shared and noisy, so compare
@@ -59,10 +64,17 @@ import redis.asyncio as aioredis
 from redis.utils import HIREDIS_AVAILABLE
 
 from bench.wrk import Mode, WrkResult, WrkSettings, run_wrk, write_script
-from contracts import EventEnvelope, StockReceived, encode_envelope, new_envelope
+from contracts import (
+    CatalogItemUpdated,
+    EventEnvelope,
+    StockReceived,
+    encode_envelope,
+    new_envelope,
+)
 from eventbus.appender import EventAppender, PendingAppend
 from eventbus.consumer import ConsumerConfig, StreamConsumer, StreamEntry
-from eventbus.topology import CATALOG, Partition, Topology
+from eventbus.topology import CATALOG, ORDERS, Partition, Topology
+from inventory.catalog_copy import catalog_side_writes
 from orderly_platform.embedded import PythonService, RedisServer
 from orderly_platform.logs import configure_logging
 
@@ -71,6 +83,7 @@ BATCH_EVENTS = 100
 RAW_PIPELINE = 100
 RAW_CONCURRENCY = 4
 PREFILL_BATCH = 1_000
+CATALOG_SKUS = 1_000
 CONSUMER_BATCH = 1_000
 CONSUMER_BLOCK_MS = 100
 
@@ -157,6 +170,7 @@ class TargetResult:
 
 COMPARISONS = [
     Comparison("single_http", "null_handler", "null handler"),
+    Comparison("orders_http", "single_http", "single-event POST /events"),
     Comparison("batched_http", "raw_xadd", "raw pipelined XADD"),
     Comparison("appender", "raw_xadd", "raw pipelined XADD"),
     Comparison("consumer_decode", "consumer_noop", "no-op consumer"),
@@ -295,21 +309,21 @@ def catalog_partitions() -> list[Partition]:
     return Topology(PARTITIONS).partitions_of(CATALOG)
 
 
-async def catalog_length(client: aioredis.Redis) -> int:
+async def category_length(client: aioredis.Redis, category: str) -> int:
     async with client.pipeline(transaction=False) as pipe:
-        for partition in catalog_partitions():
+        for partition in Topology(PARTITIONS).partitions_of(category):
             pipe.xlen(partition.stream)
         lengths = await pipe.execute()
     return sum(int(length) for length in lengths)
 
 
-async def settled_length(client: aioredis.Redis, timeout_s: float = 10.0) -> int:
-    """The catalog length once requests still in flight at wrk's stop have landed."""
+async def settled_length(client: aioredis.Redis, category: str, timeout_s: float = 10.0) -> int:
+    """The category's length once requests still in flight at wrk's stop have landed."""
     deadline = time.monotonic() + timeout_s
-    previous = await catalog_length(client)
+    previous = await category_length(client, category)
     while time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-        current = await catalog_length(client)
+        current = await category_length(client, category)
         if current == previous:
             return current
         previous = current
@@ -357,12 +371,14 @@ async def measure_null_handler(stack: Stack, settings: WrkSettings) -> Figure:
 async def measure_events_endpoint(
     stack: Stack, settings: WrkSettings, *, label: str, mode: Mode, events_per_request: int
 ) -> Figure:
+    """(a), (b) and (f): every accepted request must have appended its events, no more."""
     announce(label, f"{settings.duration_s} s")
-    before = await catalog_length(stack.client)
+    category, path = (ORDERS, "/orders") if mode == "orders" else (CATALOG, "/events")
+    before = await category_length(stack.client, category)
     meter = stack.cpu_meter("order-service", "redis")
     meter.start()
     result = await run_wrk(
-        f"{stack.order_service.url}/events",
+        f"{stack.order_service.url}{path}",
         stack.wrk_script,
         settings,
         mode=mode,
@@ -373,7 +389,7 @@ async def measure_events_endpoint(
     cpu = meter.cores()
     refuse_errors(label, result)
     check = StreamCheck(
-        grown=await settled_length(stack.client) - before,
+        grown=await settled_length(stack.client, category) - before,
         counted=result.accepted * events_per_request,
         allowance=(settings.connections + result.socket_errors) * events_per_request,
     )
@@ -384,6 +400,22 @@ async def measure_events_endpoint(
     details["stream_check"] = {**asdict(check), "ok": check.ok}
     details["cpu_cores"] = cpu
     return Figure(label, result.requests_per_s * events_per_request, details=details)
+
+
+async def fill_catalog(stack: Stack) -> None:
+    """Price SKU-0 .. SKU-999 for (f), through the appends PUT /catalog makes."""
+    topology = Topology(PARTITIONS)
+    envelopes = [
+        new_envelope(
+            CatalogItemUpdated(sku=f"SKU-{n}", price=100 + n, currency="EUR", on_hand=1_000_000),
+            source="/bench/catalog",
+            subject=f"SKU-{n}",
+        )
+        for n in range(CATALOG_SKUS)
+    ]
+    await EventAppender(stack.client, topology).append_batch(
+        [PendingAppend(e, side_writes=catalog_side_writes(e, topology)) for e in envelopes]
+    )
 
 
 # --- Redis: (d) and (e) --------------------------------------------------------------------
@@ -569,6 +601,10 @@ async def measure_all(stack: Stack, options: Options) -> dict[str, Figure]:
         label=f"batched POST /events ({BATCH_EVENTS}/request)",
         mode="batch",
         events_per_request=BATCH_EVENTS,
+    )
+    await fill_catalog(stack)
+    figures["orders_http"] = await measure_events_endpoint(
+        stack, settings, label="POST /orders (1 item)", mode="orders", events_per_request=1
     )
     figures["raw_xadd"] = await measure_raw_xadd(stack, options.raw_xadds)
     figures.update(await measure_consumers(stack, options.consumer_events))

@@ -1,9 +1,10 @@
-"""Driving ``POST /events`` with wrk, every event with a CloudEvents id of its own.
+"""Driving ``POST /events`` and ``POST /orders`` with wrk, every request new to the service.
 
-The order service deduplicates on ``source`` + ``id``, so a load generator that repeats one body
-measures the duplicate path (a GET in Redis and nothing written). The Lua script below builds
-each body in ``request()`` from a run prefix, the wrk thread's number and a per-thread counter,
-and reports wrk's summary as one JSON line from ``done()``.
+The order service deduplicates events on ``source`` + ``id`` and orders on their
+``Idempotency-Key``, so a load generator that repeats one request measures the duplicate path
+(a read in Redis and nothing written). The Lua script below builds each event id or key in
+``request()`` from a run prefix, the wrk thread's number and a per-thread counter, and reports
+wrk's summary as one JSON line from ``done()``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Mode = Literal["single", "batch"]
+Mode = Literal["single", "batch", "orders"]
 
 CONTENT_TYPES: dict[Mode, str] = {
     "single": "application/cloudevents+json",
     "batch": "application/cloudevents-batch+json",
+    "orders": "application/json",
 }
 
 _RESULT_MARKER = "WRK_RESULT "
@@ -57,7 +59,21 @@ local function next_event()
   return string.format(template, prefix, thread_number, counter, sku, sku)
 end
 
+-- One item of one of the thousand SKUs that the benchmark puts in the catalog first.
+local order_template = '{"customer_id":"c-%d","items":[{"sku":"SKU-%d","quantity":1}],'
+  .. '"payment_token":"tok_bench"}'
+
+local function next_order()
+  counter = counter + 1
+  headers["Idempotency-Key"] = string.format("%s-%d-%d", prefix, thread_number, counter)
+  local n = counter % 1000
+  return wrk.format("POST", "/orders", headers, string.format(order_template, n, n))
+end
+
 function request()
+  if mode == "orders" then
+    return next_order()
+  end
   local body
   if mode == "single" then
     body = next_event()
