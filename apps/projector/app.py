@@ -11,23 +11,22 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from eventbus.consumer import ConsumerConfig, StreamConsumer, StreamEntry
-from eventbus.topology import Topology
+from eventbus.consumer import ConsumerConfig, StreamConsumer
+from eventbus.topology import Partition, Topology
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.logs import get_logger
 from orderly_platform.settings import Settings
-from projections.checkpointed import apply_exactly_once
-from projections.projection import Projection
-from projections.recorded import Recorded
 from projections.registry import PROJECTIONS
 from projections.trimming import trim_streams
+from projector.applier import ProjectionApplier
 
 log = get_logger(__name__)
 
@@ -45,39 +44,28 @@ def create_app(settings: Settings) -> web.Application:
     # by name; a peer takes them over by idle time instead.
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
 
-    def consumer_for(projection: Projection) -> StreamConsumer:
-        async def handle(entries: Sequence[StreamEntry]) -> None:
-            # An entry that does not decode fails the batch here, before any write, and the
-            # consumer's retries then isolate it and dead-letter it alone.
-            records = [Recorded.of(entry) for entry in entries]
-            await apply_exactly_once(engine, projection.name, records, projection.apply)
+    stopped = asyncio.Event()
+    appliers = [ProjectionApplier(engine, p, stopped) for p in PROJECTIONS.values()]
 
+    def consumer_for(applier: ProjectionApplier) -> StreamConsumer:
         config = ConsumerConfig(
-            group=projection.name,
+            group=applier.projection.name,
             consumer=consumer_name,
             claim_idle_ms=settings.claim_idle_ms,
             claim_interval_s=min(5.0, settings.claim_idle_ms / 1000),
         )
-        return StreamConsumer(redis, partitions, handle, config)
+        return StreamConsumer(redis, partitions, applier, config)
 
-    consumers = [consumer_for(projection) for projection in PROJECTIONS.values()]
-
-    async def trim_periodically() -> None:
-        while True:
-            await asyncio.sleep(settings.trim_interval_s)  # a schedule, not a wait for a condition
-            try:
-                removed = await trim_streams(redis, engine, partitions)
-            except Exception:  # a failed pass only delays trimming; the next one retries
-                log.exception("trimming failed")
-            else:
-                if removed:
-                    log.info("streams trimmed", removed=removed)
+    consumers = [consumer_for(applier) for applier in appliers]
 
     async def run_consumers(app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(consumer.run()) for consumer in consumers]
-        trimmer = asyncio.create_task(trim_periodically())
+        # Supervised: a consumer whose Redis connection fails starts again after a backoff
+        # instead of ending quietly while the process looks alive.
+        tasks = [asyncio.create_task(consumer.run_supervised()) for consumer in consumers]
+        trimmer = asyncio.create_task(_trim_periodically(redis, engine, partitions, settings))
         yield
         trimmer.cancel()
+        stopped.set()
         for consumer in consumers:
             consumer.stop()
         await asyncio.gather(trimmer, *tasks, return_exceptions=True)
@@ -91,6 +79,31 @@ def create_app(settings: Settings) -> web.Application:
         async with engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
 
+    async def consumers_running() -> None:
+        failing = {c.config.group: c.failure for c in consumers if not c.healthy}
+        failing |= {
+            a.projection.name: "postgres unavailable" for a in appliers if a.waiting_for_postgres
+        }
+        if failing:
+            raise RuntimeError(f"projections not applying: {failing}")
+
     app.cleanup_ctx.append(run_consumers)
-    add_health_routes(app, {"redis": redis_answers, "postgres": postgres_answers})
+    add_health_routes(
+        app,
+        {"redis": redis_answers, "postgres": postgres_answers, "consumers": consumers_running},
+    )
     return app
+
+
+async def _trim_periodically(
+    redis: aioredis.Redis, engine: AsyncEngine, partitions: list[Partition], settings: Settings
+) -> None:
+    while True:
+        await asyncio.sleep(settings.trim_interval_s)  # a schedule, not a wait for a condition
+        try:
+            removed = await trim_streams(redis, engine, partitions)
+        except Exception:  # a failed pass only delays trimming; the next one retries
+            log.exception("trimming failed")
+        else:
+            if removed:
+                log.info("streams trimmed", removed=removed)

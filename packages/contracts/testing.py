@@ -38,6 +38,7 @@ CONFIRMED, OUT_OF_STOCK, DECLINED, CANCELLED = "confirmed", "out_of_stock", "dec
 OUTCOMES = (CONFIRMED, OUT_OF_STOCK, DECLINED, CANCELLED)
 WEIGHTS = (0.80, 0.08, 0.07, 0.05)
 SOURCE = "/orderly/testing"
+IN_FLIGHT = 300
 
 
 def order_history(
@@ -152,7 +153,8 @@ def order_mix(
     in_flight: list[list[tuple[str, Event]]] = []
     placed = 0
     while placed < orders or in_flight:
-        if placed < orders and (len(in_flight) < 300 or rng.random() < 0.5):
+        # A steady state: a new order whenever one has settled, never more than 300 open.
+        if placed < orders and len(in_flight) < IN_FLIGHT:
             order_id = _uuid(rng)
             items = tuple(
                 OrderItem(sku=f"SKU-{n:04d}", quantity=rng.randint(1, 3))

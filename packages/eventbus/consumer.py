@@ -14,6 +14,7 @@ What it guarantees, with an idempotent handler:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -87,6 +88,8 @@ class StreamConsumer:
         self.stats = ConsumerStats()
         self._by_stream = {p.stream: p for p in self.partitions}
         self._stopping = asyncio.Event()
+        # The last failure of run_supervised, cleared by the next successful read.
+        self.failure: str | None = None
 
     def stop(self) -> None:
         """Graceful stop: no new reads; the batch in hand is finished and acked."""
@@ -121,6 +124,33 @@ class StreamConsumer:
                 await self._process(entries)
         log.info("consumer stopped", group=self.config.group, consumer=self.config.consumer)
 
+    async def run_supervised(self, *, max_backoff_s: float = 30.0) -> None:
+        """``run()``, started again after a failure (Redis restarted or unreachable, say)
+        with a capped exponential backoff, until ``stop()``. ``healthy`` says whether it is
+        running or waiting to try again."""
+        backoff = 0.5
+        while not self.stopping:
+            try:
+                await self.run()
+                return
+            except Exception as exc:
+                self.failure = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "consumer failed; starting again",
+                    group=self.config.group,
+                    error=self.failure,
+                    retry_in_s=backoff,
+                )
+            # Waiting for stop() or the backoff, whichever comes first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+
+    @property
+    def healthy(self) -> bool:
+        """False from a failure of ``run_supervised`` until its next successful read."""
+        return self.failure is None
+
     async def run_once(self) -> int:
         """One read-and-handle cycle without claiming; returns how many entries it handled."""
         entries = await self._read_new()
@@ -138,6 +168,7 @@ class StreamConsumer:
             count=self.config.batch_size,
             block=self.config.block_ms,
         )
+        self.failure = None
         entries = []
         for stream, stream_entries in reply or []:
             partition = self._by_stream[as_text(stream)]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# SQLSTATEs that say "not now" rather than "not this": serialization failure and deadlock
+# (the transaction was fine, its timing was not), too many connections, and the server
+# shutting down or starting up. Class 08 (connection exceptions) is matched as a whole.
+_TRY_AGAIN = {"40001", "40P01", "53300", "57P01", "57P02", "57P03"}
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -15,3 +21,20 @@ def sqlalchemy_url(url: str) -> str:
 
 def create_engine(url: str, **options: object) -> AsyncEngine:
     return create_async_engine(sqlalchemy_url(url), **options)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unreachable, restarting, or asks for the
+    transaction to be tried again: worth waiting out, as opposed to a bug or bad data."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, OperationalError | InterfaceError)
+            or sqlstate in _TRY_AGAIN
+            or str(sqlstate).startswith("08")
+            or isinstance(exc.orig, OSError)
+        )
+    return False

@@ -126,6 +126,7 @@ def orders_writer(orders: sa.Table) -> Apply:
         insert(orders)
         .from_select([c.name for c in orders.columns], sa.select(*rows_of.c))
         .on_conflict_do_nothing(index_elements=[orders.c.order_id])
+        .returning(orders.c.order_id)
     )
 
     async def apply(connection: AsyncConnection, records: list[Recorded]) -> None:
@@ -156,7 +157,10 @@ def orders_writer(orders: sa.Table) -> Apply:
         new = [_new_row(change) for change in changes.values() if change.placed is not None]
         known = [change for change in changes.values() if change.placed is None]
         if new:
-            await connection.execute(place, rows_parameter(new))
+            inserted = set((await connection.execute(place, rows_parameter(new))).scalars())
+            # An order placed twice (a second OrderPlaced under another event id) exists
+            # already: this batch's steps still go onto its row.
+            known += [c for c in changes.values() if c.placed and c.order_id not in inserted]
         if known:
             await connection.execute(update, rows_parameter(known))
 

@@ -1,0 +1,61 @@
+"""The projector's batch handler: a projection applied exactly once, outages waited out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from eventbus.consumer import StreamEntry
+from orderly_platform.database import is_unavailable
+from orderly_platform.logs import get_logger
+from projections.checkpointed import apply_exactly_once
+from projections.projection import Projection
+from projections.recorded import Recorded
+
+log = get_logger(__name__)
+
+MAX_BACKOFF_S = 30.0
+
+
+class ProjectionApplier:
+    """Applies batches of one projection; while Postgres is down, keeps retrying the batch."""
+
+    def __init__(self, engine: AsyncEngine, projection: Projection, stopped: asyncio.Event):
+        self.engine = engine
+        self.projection = projection
+        self.stopped = stopped
+        # True while the last batch found Postgres unavailable and waits to try again.
+        self.waiting_for_postgres = False
+
+    async def __call__(self, entries: Sequence[StreamEntry]) -> None:
+        # An entry that does not decode fails the batch here, before any write, and the
+        # consumer's retries then isolate it and dead-letter it alone.
+        records = [Recorded.of(entry) for entry in entries]
+        backoff = 0.5
+        while True:
+            try:
+                await apply_exactly_once(
+                    self.engine, self.projection.name, records, self.projection.apply
+                )
+            except Exception as exc:
+                # An outage is waited out on the same batch: failing it would let later
+                # entries apply first (their checkpoint would then skip this batch) and count
+                # deliveries towards dead-lettering events that are fine.
+                if not is_unavailable(exc) or self.stopped.is_set():
+                    raise
+                self.waiting_for_postgres = True
+                log.warning(
+                    "postgres unavailable; retrying the batch",
+                    projection=self.projection.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=backoff,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopped.wait(), backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            else:
+                self.waiting_for_postgres = False
+                return
