@@ -38,6 +38,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 import migrations
+from bench.projection_lag import measure_projection_lag, render
 from contracts import encode_envelope
 from contracts.testing import order_mix
 from eventbus.topology import Topology, category_of
@@ -158,7 +159,10 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                 "rows": rows,
             }
             report["ratio_to_copy"] = report["replay_events_per_s"] / report["copy_events_per_s"]
-        # LAG-PLACEHOLDER
+        if options.lag:
+            report["lag"] = await measure_projection_lag(
+                Path(tmp), rate=options.rate, duration_s=options.duration, smoke=options.smoke
+            )
     return report
 
 
@@ -181,6 +185,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"target replay >= {TARGET_REPLAY_EVENTS:,} events/s: "
         f"{report['replay_events_per_s']:,.0f} {'PASS' if ok else 'FAIL'}"
     )
+    if "lag" in report:
+        print(render(report["lag"]))
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
