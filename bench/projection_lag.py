@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import platform
@@ -68,7 +67,8 @@ from redis.utils import HIREDIS_AVAILABLE
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
-from bench.publish import BenchmarkFailed, machine_busy_s, process_cpu_s
+from bench.publish import machine_busy_s, process_cpu_s
+from bench.running import BenchmarkFailed, run_and_report
 from contracts import Event, EventEnvelope, OrderItem, OrderPlaced, new_envelope
 from contracts.testing import OUTCOMES, SOURCE, WEIGHTS, order_history, order_mix
 from eventbus.appender import AppendRefused, EventAppender, PendingAppend
@@ -864,23 +864,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     configure_logging("WARNING", "console")
-    try:
-        report = asyncio.run(main_async(args))
-    except KeyboardInterrupt:
-        print("interrupted; every server was stopped", file=sys.stderr)
-        return 130
-    except asyncio.CancelledError:
-        print("terminated; every server was stopped", file=sys.stderr)
-        return 143
-    except BenchmarkFailed as exc:
-        print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
-        return 1
-    print(render(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nreport written to {args.json}")
-    return 0
+    return run_and_report(lambda: main_async(args), render, args.json)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import secrets
@@ -63,6 +62,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.utils import HIREDIS_AVAILABLE
 
+from bench.running import BenchmarkFailed, run_and_report
 from bench.wrk import Mode, WrkResult, WrkSettings, run_wrk, write_script
 from contracts import (
     CatalogItemUpdated,
@@ -90,10 +90,6 @@ CONSUMER_BLOCK_MS = 100
 TARGET_SINGLE_RATIO = 0.5
 TARGET_BATCH_EVENTS = 50_000
 TARGET_CONSUMER_EVENTS = 50_000
-
-
-class BenchmarkFailed(RuntimeError):
-    """A measurement could not be trusted: error responses, lost or extra events."""
 
 
 # --- options -------------------------------------------------------------------------------
@@ -765,23 +761,7 @@ async def main_async(options: Options) -> dict[str, Any]:
 def main(argv: Sequence[str]) -> int:
     options = parse_args(argv)
     configure_logging("WARNING", "console")
-    try:
-        report = asyncio.run(main_async(options))
-    except KeyboardInterrupt:
-        print("interrupted; every server was stopped", file=sys.stderr)
-        return 130
-    except asyncio.CancelledError:
-        print("terminated; every server was stopped", file=sys.stderr)
-        return 143
-    except BenchmarkFailed as exc:
-        print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
-        return 1
-    print(render(report))
-    if options.json_path:
-        options.json_path.parent.mkdir(parents=True, exist_ok=True)
-        options.json_path.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nfigures written to {options.json_path}")
-    return 0
+    return run_and_report(lambda: main_async(options), render, options.json_path)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import redis.asyncio as aioredis
 
 import migrations
 from bench.projection_lag import measure_projection_lag, render
+from bench.running import run_and_report
 from contracts import encode_envelope
 from contracts.testing import order_mix
 from eventbus.topology import Topology, category_of
@@ -166,27 +166,24 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def print_report(report: dict[str, Any]) -> None:
-    print(f"replay of {report['events']:,} events into the read models")
+def render_report(report: dict[str, Any]) -> str:
+    lines = [f"replay of {report['events']:,} events into the read models"]
     for name, seconds in report["replay_seconds"].items():
-        print(f"  {name:10s} {seconds:6.2f} s  ({report['events'] / seconds:,.0f} events/s)")
-    print(
-        f"  all        {sum(report['replay_seconds'].values()):6.2f} s  "
-        f"({report['replay_events_per_s']:,.0f} events/s)"
-    )
+        lines.append(f"  {name}: {seconds:.2f} s ({report['events'] / seconds:,.0f} events/s)")
     rows = ", ".join(f"{n:,} {t}" for t, n in report["rows"].items())
-    print(
+    lines.append(
         f"raw COPY of the resulting rows ({rows}): {report['copy_seconds']:.2f} s "
         f"({report['copy_events_per_s']:,.0f} events/s)"
     )
-    print(f"ratio replay / COPY: {report['ratio_to_copy']:.2f}x")
+    lines.append(f"ratio replay / COPY: {report['ratio_to_copy']:.2f}x")
     ok = report["replay_events_per_s"] >= TARGET_REPLAY_EVENTS
-    print(
+    lines.append(
         f"target replay >= {TARGET_REPLAY_EVENTS:,} events/s: "
         f"{report['replay_events_per_s']:,.0f} {'PASS' if ok else 'FAIL'}"
     )
     if "lag" in report:
-        print(render(report["lag"]))
+        lines.append(render(report["lag"]))
+    return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -203,15 +200,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return options
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging(os.environ.get("ORDERLY_LOG_LEVEL", "WARNING"), "console")
     tune_gc_for_throughput()  # as `orderly projections rebuild` does
-    report = asyncio.run(run(options))
-    print_report(report)
-    if options.json:
-        options.json.write_text(json.dumps(report, indent=2, default=str))
+    return run_and_report(lambda: run(options), render_report, options.json)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
