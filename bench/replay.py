@@ -44,9 +44,9 @@ from contracts.testing import order_mix
 from eventbus.topology import Topology, category_of
 from orderly_platform.database import create_engine
 from orderly_platform.embedded import PostgresServer, RedisServer
-from orderly_platform.http import tune_gc_for_throughput
 from orderly_platform.logs import configure_logging
-from projections.rebuild import rebuild
+from orderly_platform.runtime import tune_gc_for_throughput
+from projections.rebuild import RebuildResult, Workers, rebuild
 from projections.registry import PROJECTIONS
 
 PARTITIONS = 4
@@ -95,20 +95,18 @@ async def fill_archive(postgres_url: str, events: int) -> float:
     return time.perf_counter() - started
 
 
-async def replay_all(redis_url: str, postgres_url: str) -> dict[str, float]:
-    """Rebuild every rebuildable read model; seconds per projection."""
+async def replay_all(redis_url: str, postgres_url: str, processes: int) -> RebuildResult:
+    """Rebuild every rebuildable read model from one replay, as the CLI does."""
     redis = aioredis.Redis.from_url(redis_url)
     engine = create_engine(postgres_url, pool_size=8)
     partitions = Topology(PARTITIONS).all_partitions()
-    seconds: dict[str, float] = {}
     try:
         rebuildable = [p for p in PROJECTIONS.values() if p.rebuildable]
-        result = await rebuild(redis, engine, rebuildable, partitions)
-        seconds[", ".join(result.projections)] = result.seconds
+        workers = Workers(processes, redis_url, postgres_url)
+        return await rebuild(redis, engine, rebuildable, partitions, workers=workers)
     finally:
         await redis.aclose()
         await engine.dispose()
-    return seconds
 
 
 async def copy_ceiling(postgres_url: str) -> tuple[float, dict[str, int]]:
@@ -147,13 +145,15 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
             print(f"archiving {options.events:,} events of the order mix", flush=True)
             fill_s = await fill_archive(postgres_server.url, options.events)
             print(f"  generated and COPYed in {fill_s:.1f} s; replaying", flush=True)
-            replay_s = await replay_all(redis_server.url, postgres_server.url)
+            result = await replay_all(redis_server.url, postgres_server.url, options.processes)
             copy_s, rows = await copy_ceiling(postgres_server.url)
-            total_replay_s = sum(replay_s.values())
             report: dict[str, Any] = {
                 "events": options.events,
-                "replay_seconds": replay_s,
-                "replay_events_per_s": options.events / total_replay_s,
+                "processes": options.processes,
+                "projections": result.projections,
+                "replay_seconds": result.seconds,
+                "phases_seconds": result.phases,
+                "replay_events_per_s": options.events / result.seconds,
                 "copy_seconds": copy_s,
                 "copy_events_per_s": options.events / copy_s,
                 "rows": rows,
@@ -167,9 +167,15 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
 
 
 def render_report(report: dict[str, Any]) -> str:
-    lines = [f"replay of {report['events']:,} events into the read models"]
-    for name, seconds in report["replay_seconds"].items():
-        lines.append(f"  {name}: {seconds:.2f} s ({report['events'] / seconds:,.0f} events/s)")
+    lines = [
+        f"replay of {report['events']:,} events into the read models, "
+        f"{report['processes']} replay process(es)"
+    ]
+    phases = ", ".join(f"{name} {s:.2f} s" for name, s in report["phases_seconds"].items())
+    lines.append(
+        f"  {', '.join(report['projections'])}: {report['replay_seconds']:.2f} s "
+        f"({report['replay_events_per_s']:,.0f} events/s; {phases})"
+    )
     rows = ", ".join(f"{n:,} {t}" for t, n in report["rows"].items())
     lines.append(
         f"raw COPY of the resulting rows ({rows}): {report['copy_seconds']:.2f} s "
@@ -190,6 +196,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="replay processes (as `projections rebuild`)"
+    )
     parser.add_argument("--no-lag", dest="lag", action="store_false", help="skip the lag part")
     parser.add_argument("--rate", type=int, default=2_000, help="lag part: events/s")
     parser.add_argument("--duration", type=float, default=30.0, help="lag part: seconds")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -16,10 +17,16 @@ from cli.durations import format_ms
 from cli.options import emit, stack_options
 from cli.table import table
 from orderly_platform.database import create_engine
-from orderly_platform.http import tune_gc_for_throughput
+from orderly_platform.runtime import tune_gc_for_throughput
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import redacted, require_endpoint
-from projections.rebuild import RebuildRefused, RebuildResult, events_to_replay, rebuild
+from projections.rebuild import (
+    RebuildRefused,
+    RebuildResult,
+    Workers,
+    events_to_replay,
+    rebuild,
+)
 from projections.registry import PROJECTIONS
 from projections.status import ProjectionLag, projection_lag
 
@@ -48,8 +55,17 @@ def status_command(settings: Settings, as_json: bool) -> None:
 
 @projections_group.command("rebuild")
 @click.argument("names", metavar="NAME...", nargs=-1, required=True, type=click.Choice(REBUILDABLE))
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=min(os.cpu_count() or 1, 4),
+    show_default=True,
+    help="Replay the stream partitions in this many processes at once.",
+)
 @stack_options
-def rebuild_command(settings: Settings, as_json: bool, names: tuple[str, ...]) -> None:
+def rebuild_command(
+    settings: Settings, as_json: bool, names: tuple[str, ...], processes: int
+) -> None:
     """Replay every event into fresh tables for each NAME, then swap them in.
 
     The live tables keep serving, and the projector keeps updating them, until the swap,
@@ -67,7 +83,18 @@ def rebuild_command(settings: Settings, as_json: bool, names: tuple[str, ...]) -
         with click.progressbar(
             length=total, label=f"rebuilding {label}", file=sys.stderr, show_pos=True
         ) as bar:
-            return await rebuild(redis, engine, chosen, partitions, on_progress=bar.update)
+            return await rebuild(
+                redis,
+                engine,
+                chosen,
+                partitions,
+                on_progress=bar.update,
+                workers=Workers(
+                    processes,
+                    require_endpoint(settings, "redis"),
+                    require_endpoint(settings, "postgres"),
+                ),
+            )
 
     try:
         result = _on_read_models(settings, run)

@@ -35,7 +35,7 @@ from contracts import (
     PaymentDeclined,
     PaymentRefunded,
 )
-from eventbus.topology import ORDERS, category_of
+from eventbus.topology import ORDERS
 from projections import tables
 from projections.projection import Apply, Projection
 from projections.recorded import Recorded
@@ -132,9 +132,9 @@ def orders_writer(orders: sa.Table) -> Apply:
     async def apply(connection: AsyncConnection, records: list[Recorded]) -> None:
         changes: dict[str, _Change] = {}
         for record in records:
-            name = record.name
-            if category_of(name) != ORDERS:
+            if record.category != ORDERS:
                 continue
+            name = record.name
             change = changes.get(record.subject)
             if change is None:
                 change = changes[record.subject] = _Change(record.subject)

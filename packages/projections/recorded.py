@@ -10,6 +10,7 @@ from contracts import (
     decode_stored_event,
 )
 from eventbus.consumer import StreamEntry
+from eventbus.topology import category_of
 from projections.positions import StreamPosition
 
 
@@ -22,6 +23,7 @@ class Recorded:
     """
 
     __slots__ = (
+        "category",
         "stream",
         "position",
         "payload",
@@ -55,7 +57,8 @@ class Recorded:
         self.type = type
         # "orderly.OrderPlaced.v2" -> "OrderPlaced": what projections dispatch on, whatever
         # the version (an upcast event has the same name).
-        self.name = type.split(".")[1] if type.count(".") >= 2 else type
+        self.name = _NAMES.get(type) or _name_of(type)
+        self.category = CATEGORY_OF_NAME[self.name]  # orders or catalog
         self.subject = subject
         self.time = time
         self._event: Event | None = None
@@ -90,3 +93,16 @@ class Recorded:
 
     def __repr__(self) -> str:
         return f"Recorded({self.stream!r}, {self.position}, {self.type!r}, {self.subject!r})"
+
+
+# Per CloudEvents type: its event name and category. A few dozen types, read a million times
+# in a replay, so computed once each.
+_NAMES: dict[str, str] = {}
+CATEGORY_OF_NAME: dict[str, str] = {}
+
+
+def _name_of(event_type: str) -> str:
+    name = event_type.split(".")[1] if event_type.count(".") >= 2 else event_type
+    _NAMES[event_type] = name
+    CATEGORY_OF_NAME[name] = category_of(event_type)
+    return name

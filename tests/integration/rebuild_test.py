@@ -19,13 +19,13 @@ from eventbus.appender import EventAppender, PendingAppend
 from eventbus.consumer import ConsumerConfig, StreamConsumer, StreamEntry
 from eventbus.topology import Topology
 from orderly_platform.database import create_engine
-from orderly_platform.embedded import PostgresServer
+from orderly_platform.embedded import PostgresServer, RedisServer
 from projections.archive import ARCHIVE
 from projections.checkpointed import apply_exactly_once
 from projections.inventory import INVENTORY
 from projections.orders import ORDERS_PROJECTION
 from projections.projection import Projection
-from projections.rebuild import RebuildRefused, events_to_replay, rebuild
+from projections.rebuild import RebuildRefused, Workers, events_to_replay, rebuild
 from projections.recorded import Recorded
 from projections.replay import replay
 from projections.trimming import trim_streams
@@ -106,7 +106,10 @@ async def schemas(engine: AsyncEngine) -> set[str]:
 
 
 async def test_a_rebuild_equals_the_live_tables_row_for_row(
-    redis: aioredis.Redis, engine: AsyncEngine
+    redis: aioredis.Redis,
+    engine: AsyncEngine,
+    redis_server: RedisServer,
+    postgres_server: PostgresServer,
 ) -> None:
     events = list(order_mix(150, skus=10, start=START))
     await EventAppender(redis, TOPOLOGY).append_batch([PendingAppend(e) for e in events])
@@ -118,7 +121,11 @@ async def test_a_rebuild_equals_the_live_tables_row_for_row(
     assert await events_to_replay(redis, engine, PARTITIONS) == len(events)
 
     progress: list[int] = []
-    result = await rebuild(redis, engine, REBUILT, PARTITIONS, on_progress=progress.append)
+    # In two processes, as `orderly projections rebuild` does on a machine with two cores.
+    workers = Workers(2, redis_server.url, postgres_server.url)
+    result = await rebuild(
+        redis, engine, REBUILT, PARTITIONS, on_progress=progress.append, workers=workers
+    )
     assert sum(progress) == result.events == len(events)  # one replay for both
     for projection in REBUILT:
         assert await rows(engine, projection.tables[0]) == before[projection.name]
