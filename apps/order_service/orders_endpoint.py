@@ -40,6 +40,9 @@ def _view(row: Any) -> dict[str, object]:
         "currency": row.currency,
         "timeline": row.timeline,
         "placed_at": row.placed_at.isoformat(),
+        # Saga health: while PENDING, the step the saga waits for and since when; else null.
+        "waiting_for": row.waiting_for,
+        "waiting_since": row.waiting_since.isoformat() if row.waiting_since else None,
     }
 
 

@@ -182,7 +182,7 @@ async def waits(engine: AsyncEngine) -> dict[str, tuple[str | None, datetime | N
 
 
 async def test_saga_health_names_the_next_step_until_the_order_ends(
-    redis: aioredis.Redis, engine: AsyncEngine
+    client: TestClient[Any, Any], redis: aioredis.Redis, engine: AsyncEngine
 ) -> None:
     items = (OrderItem(sku="SKU-1", quantity=2),)
     await project(
@@ -207,6 +207,17 @@ async def test_saga_health_names_the_next_step_until_the_order_ends(
     # The next batch moves a wait on from where the previous batch left it.
     await project(redis, engine, [(InventoryReserved(order_id="o-2", items=items), 8)])
     assert (await waits(engine))["o-2"] == ("payment", T0 + timedelta(minutes=8))
+    waiting = await (await client.get("/orders/o-2")).json()
+    assert (waiting["waiting_for"], waiting["waiting_since"]) == (
+        "payment",
+        (T0 + timedelta(minutes=8)).isoformat(),
+    )
+    settled = await (await client.get("/orders/o-3")).json()
+    assert (settled["status"], settled["waiting_for"], settled["waiting_since"]) == (
+        "CONFIRMED",
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
