@@ -72,6 +72,7 @@ async def lock_checkpoints(
     Locks are taken in stream order, so two transactions locking overlapping sets cannot
     deadlock on them.
     """
+    streams = sorted(streams)
     # Create missing rows first so FOR UPDATE has something to lock: two appliers of the same
     # partition (a takeover racing the original consumer) then run one after the other.
     await connection.execute(

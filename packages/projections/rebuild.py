@@ -246,8 +246,13 @@ async def _catch_up(
                 )
                 async for page in replay(redis, reader, partition, after=after, page=REPLAY_PAGE):
                     await pages.put(page)
-        finally:
-            await pages.put(None)
+        except BaseException:
+            # Cancelled because applying failed, or failed itself: the applier may be gone,
+            # so the end mark must not wait for room in the queue.
+            with contextlib.suppress(asyncio.QueueFull):
+                pages.put_nowait(None)
+            raise
+        await pages.put(None)
 
     reader = asyncio.create_task(read())
     events = 0

@@ -55,7 +55,6 @@ async def replay(
             snapshot.xrange(stream, "-", "+", count=1)
             tail, head = await snapshot.execute()
         first = StreamPosition.parse(as_text(head[0][0])) if head else None
-        replayed_any = False
         if first is None or first > last:
             # Trimmed (or never kept): [last, first) comes from the archive.
             bound: StreamPosition | None = first
@@ -64,7 +63,6 @@ async def replay(
                 bound, inclusive = until, True
             archived = _archived(connection, stream, last, bound, inclusive=inclusive, page=page)
             async for batch in archived:
-                replayed_any = True
                 last = batch[-1].position
                 yield batch
         if tail:
@@ -72,11 +70,10 @@ async def replay(
                 Recorded.decode(stream, StreamPosition.parse(as_text(entry_id)), fields[b"event"])
                 for entry_id, fields in tail
             ]
-            replayed_any = True
             last = batch[-1].position
             yield batch
-        if not replayed_any and len(tail) < page:
-            return  # caught up with the snapshot
+        if len(tail) < page:
+            return  # caught up with the snapshot: what came since is for the next replay
 
 
 # Keyset pages in stream order, served by the event_archive_position index. Run on the driver
