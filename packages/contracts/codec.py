@@ -27,6 +27,7 @@ from contracts.upcasting import UPCASTERS, current_type_of, upcast_unchecked
 
 D = TypeVar("D")
 C = TypeVar("C", bound=Command)
+T = TypeVar("T")
 
 
 class _WireAttributes(CloudEventAttributes, frozen=True, kw_only=True):
@@ -158,12 +159,7 @@ def decode_stored_event(raw: bytes) -> Event:
     Errors are the same as ``decode_envelope``'s where both decode (a stored event passed
     them once); the envelope's other attributes are not validated again.
     """
-    try:
-        stored = _TYPE_AND_DATA_DECODER.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise schema_violation(exc) from exc
-    except msgspec.DecodeError as exc:
-        raise malformed_json(exc) from exc
+    stored = _decode_stored(_TYPE_AND_DATA_DECODER, raw)
     return _event_from_raw(stored.type, stored.data, root="$")
 
 
@@ -172,14 +168,18 @@ def decode_stored_attributes(raw: bytes) -> CloudEventAttributes:
 
     ``type`` is the one stored, which may name a superseded version.
     """
+    attributes = _decode_stored(_ATTRIBUTES_DECODER, raw)
+    _refuse_foreign_spec_version(attributes.specversion, root="$")
+    return attributes
+
+
+def _decode_stored(decoder: msgspec.json.Decoder[T], raw: bytes) -> T:
     try:
-        attributes = _ATTRIBUTES_DECODER.decode(raw)
+        return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise schema_violation(exc) from exc
     except msgspec.DecodeError as exc:
         raise malformed_json(exc) from exc
-    _refuse_foreign_spec_version(attributes.specversion, root="$")
-    return attributes
 
 
 def decode_batch(raw: bytes) -> list[EventEnvelope]:

@@ -44,6 +44,7 @@ from projections.checkpointed import (
 )
 from projections.projection import Apply, Projection
 from projections.recorded import Recorded
+from projections.registry import PROJECTIONS
 from projections.replay import replay
 from projections.tables import event_archive, projection_checkpoints
 
@@ -329,8 +330,6 @@ def _catch_up_worker(
     redis_url: str, postgres_url: str, names: list[str], partitions: list[Partition]
 ) -> int:
     """One worker process: catch the copies up on its partitions; returns events read."""
-    from projections.registry import PROJECTIONS  # the registry imports every projection
-
     tune_gc_for_throughput()
 
     async def run() -> int:
