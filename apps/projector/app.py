@@ -40,8 +40,8 @@ def create_app(settings: Settings) -> web.Application:
     redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     engine = create_engine(settings.postgres_url, pool_size=len(PROJECTIONS) + 2)
     partitions = Topology(partitions=settings.stream_partitions).all_partitions()
-    # Unique per process: a restarted projector must not inherit a dead one's pending entries
-    # by name; a peer takes them over by idle time instead.
+    # Unique per process; a dead projector's partitions (and pending entries) pass to
+    # whoever takes their leases next.
     consumer_name = f"{socket.gethostname()}-{os.getpid()}"
 
     stopped = asyncio.Event()
@@ -51,8 +51,7 @@ def create_app(settings: Settings) -> web.Application:
         config = ConsumerConfig(
             group=applier.projection.name,
             consumer=consumer_name,
-            claim_idle_ms=settings.claim_idle_ms,
-            claim_interval_s=min(5.0, settings.claim_idle_ms / 1000),
+            lease_ms=settings.partition_lease_ms,
         )
         return StreamConsumer(redis, partitions, applier, config)
 

@@ -1,14 +1,21 @@
-"""The consumer-group runtime: batches in, handler once per batch, ack after success.
+"""The consumer-group runtime: each partition in stream order, handler once per batch, ack
+after success.
 
 What it guarantees, with an idempotent handler:
+- each partition is read by one consumer of the group at a time (its lease, see leases.py),
+  and reaches the handler in stream order: no entry is handled while an earlier entry of its
+  partition is still unhandled, which is what a projection's checkpoint relies on;
 - an entry is acked only after the handler returned for it, so nothing acknowledged is lost;
-- a consumer that dies leaves its entries pending, and a peer takes them over with
-  XAUTOCLAIM once they have been idle for ``claim_idle_ms``;
-- a batch that fails is retried entry by entry, so one poison entry does not hold back the
-  others; an entry delivered more than ``max_deliveries`` times goes to the dead-letter stream
-  with its last error, consumer and delivery count, and is acked;
+- a consumer that dies stops renewing its leases; after ``lease_ms`` a peer takes its
+  partitions over and handles everything still pending there before anything new;
+- a batch that fails is retried entry by entry, so other partitions are not held back; in
+  the failing entry's partition the later entries wait while that entry is retried alone,
+  with backoff, until it succeeds or has been delivered ``max_deliveries`` times and goes to
+  the dead-letter stream with its last error, consumer and delivery count;
+- an entry requeued from the dead letters for another group is acked unseen: this group
+  handled the original;
 - ``stop()`` (wired to SIGTERM by ``run_until_signalled``) stops reading, lets the batch in
-  hand finish and be acked, then returns.
+  hand finish and be acked, hands the leases back, then returns.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import asyncio
 import contextlib
 import signal
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +33,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from contracts import EventEnvelope, decode_envelope
+from eventbus.leases import PartitionLeases
 from eventbus.scripts import LuaScript, as_text
 from eventbus.topology import Partition
 from orderly_platform.logs import get_logger
@@ -33,6 +41,8 @@ from orderly_platform.logs import get_logger
 log = get_logger(__name__)
 
 DEAD_LETTER = LuaScript.named("dead_letter.lua")
+FENCED_READ = LuaScript.named("fenced_read.lua")
+FENCED_CLAIM = LuaScript.named("fenced_claim.lua")
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,8 @@ class StreamEntry:
     payload: bytes
     # 1 on first delivery; more when a retry or a takeover delivered it again.
     deliveries: int = 1
+    # Set on a dead letter put back on its stream: the group that had failed it.
+    requeued_for: str | None = None
 
     def envelope(self) -> EventEnvelope:
         return decode_envelope(self.payload)
@@ -56,6 +68,7 @@ class ConsumerStats:
     retried: int = 0
     dead_lettered: int = 0
     failed_batches: int = 0
+    # Pending entries taken over from another consumer (a dead owner of the partition).
     claimed: int = 0
 
 
@@ -63,14 +76,23 @@ class ConsumerStats:
 class ConsumerConfig:
     group: str
     consumer: str
-    # Entries per partition per read (XREADGROUP's COUNT applies to each stream).
+    # Entries per partition per read.
     batch_size: int = 256
     block_ms: int = 1000
-    claim_idle_ms: int = 30_000
-    claim_interval_s: float = 5.0
+    # How long a partition stays with a consumer that stopped renewing (a dead one).
+    lease_ms: int = 10_000
     max_deliveries: int = 5
+    # The wait before a failed entry is tried again, doubled on each failure up to the cap.
+    retry_backoff_s: float = 0.5
+    max_retry_backoff_s: float = 30.0
     # Where a new group starts reading: "0" replays the whole stream, "$" only new entries.
     start_id: str = "0"
+
+
+@dataclass
+class _Retry:
+    due: float
+    backoff: float
 
 
 class StreamConsumer:
@@ -86,7 +108,14 @@ class StreamConsumer:
         self.handler = handler
         self.config = config
         self.stats = ConsumerStats()
-        self._by_stream = {p.stream: p for p in self.partitions}
+        self.leases = PartitionLeases(
+            redis, config.group, config.consumer, partitions, config.lease_ms
+        )
+        # Partitions whose pending entries come before any new read: just taken over, or
+        # holding an entry that failed (then not before its backoff is over).
+        self._recovering: dict[Partition, _Retry] = {}
+        self._leases_lock = asyncio.Lock()
+        self._leases_due = 0.0
         self._stopping = asyncio.Event()
         # The last failure of run_supervised, cleared by the next successful read.
         self.failure: str | None = None
@@ -111,17 +140,18 @@ class StreamConsumer:
 
     async def run(self) -> None:
         await self.ensure_groups()
-        # After a restart under the same name, our own pending entries come first.
-        await self._process_own_pending()
-        loop = asyncio.get_running_loop()
-        next_claim = loop.time()
-        while not self.stopping:
-            if loop.time() >= next_claim:
-                await self._claim_and_process()
-                next_claim = loop.time() + self.config.claim_interval_s
-            entries = await self._read_new()
-            if entries:
-                await self._process(entries)
+        await self.refresh_leases()
+        # Renewed beside the work, so a handler that takes long (waiting out a database
+        # outage, say) does not lose its partitions meanwhile.
+        keeper = asyncio.create_task(self._keep_leases())
+        try:
+            while not self.stopping:
+                await self.run_once()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await self._release_leases()
         log.info("consumer stopped", group=self.config.group, consumer=self.config.consumer)
 
     async def run_supervised(self, *, max_backoff_s: float = 30.0) -> None:
@@ -152,151 +182,217 @@ class StreamConsumer:
         return self.failure is None
 
     async def run_once(self) -> int:
-        """One read-and-handle cycle without claiming; returns how many entries it handled."""
-        entries = await self._read_new()
+        """One cycle: leases refreshed when due, pending entries of the partitions that need
+        it handled, then one read of the others (blocking up to ``block_ms`` when there is
+        nothing). Returns how many entries it handled or dead-lettered."""
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._leases_due:
+            await self.refresh_leases()
+        done = 0
+        for partition, retry in list(self._recovering.items()):
+            if retry.due <= loop.time() and not self.stopping:
+                done += await self._recover(partition)
+        readable = [p for p in self.leases.held if p not in self._recovering]
+        if not readable:
+            await self._idle()
+            return done
+        entries = await self._read_new(readable)
         if entries:
             await self._process(entries)
-        return len(entries)
+        return done + len(entries)
+
+    # --- leases ------------------------------------------------------------------------
+
+    async def refresh_leases(self) -> None:
+        async with self._leases_lock:
+            gained, lost = await self.leases.refresh()
+            self._leases_due = asyncio.get_running_loop().time() + self.leases.renew_interval_s
+        for partition in lost:
+            self._recovering.pop(partition, None)
+        for partition in gained:
+            # A new owner handles what the previous one left pending before anything new.
+            self._recovering[partition] = _Retry(due=0.0, backoff=self.config.retry_backoff_s)
+        if gained or lost:
+            log.info(
+                "partitions rebalanced",
+                group=self.config.group,
+                consumer=self.config.consumer,
+                gained=[p.tag for p in gained],
+                lost=[p.tag for p in lost],
+            )
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.leases.renew_interval_s)  # a schedule, not a condition
+            try:
+                await self.refresh_leases()
+            except Exception as exc:  # Redis away: the main loop fails and restarts too
+                log.warning("lease renewal failed", group=self.config.group, error=str(exc))
+
+    async def _release_leases(self) -> None:
+        try:
+            await self.leases.release_all()
+        except Exception as exc:  # they expire on their own after lease_ms
+            log.warning("could not hand leases back", group=self.config.group, error=str(exc))
+
+    def _lost(self, partition: Partition) -> None:
+        self.leases.forget(partition)
+        self._recovering.pop(partition, None)
+
+    async def _idle(self) -> None:
+        """Nothing to read: wait for the next retry, a lease refresh, or stop()."""
+        loop = asyncio.get_running_loop()
+        wake = min(
+            [loop.time() + self.config.block_ms / 1000, self._leases_due]
+            + [retry.due for retry in self._recovering.values()]
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), max(0.0, wake - loop.time()))
 
     # --- reading -----------------------------------------------------------------------
 
-    async def _read_new(self) -> list[StreamEntry]:
-        reply = await self.redis.xreadgroup(
-            self.config.group,
-            self.config.consumer,
-            {p.stream: ">" for p in self.partitions},
-            count=self.config.batch_size,
-            block=self.config.block_ms,
+    async def _read_new(self, partitions: Sequence[Partition]) -> list[StreamEntry]:
+        group, consumer = self.config.group, self.config.consumer
+        replies = await FENCED_READ.run_many(
+            self.redis,
+            [
+                ([p.stream, p.lease_key(group)], [group, consumer, self.config.batch_size])
+                for p in partitions
+            ],
         )
+        entries: list[StreamEntry] = []
+        waits: dict[str, str] = {}
+        for partition, reply in zip(partitions, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            if reply is None:
+                self._lost(partition)
+                continue
+            raw, last_id = reply
+            entries += (_entry(partition, entry_id, fields) for entry_id, fields in raw)
+            if not raw:
+                waits[partition.stream] = as_text(last_id)
         self.failure = None
-        entries = []
-        for stream, stream_entries in reply or []:
-            partition = self._by_stream[as_text(stream)]
-            for entry_id, fields in stream_entries:
-                entries.append(StreamEntry(partition, as_text(entry_id), _payload(fields)))
+        if not entries and waits:
+            # Wait for anything after each stream's last entry. A plain XREAD: it takes
+            # nothing, so the fenced read above stays the only way entries are delivered.
+            await self.redis.xread(waits, count=1, block=self.config.block_ms)
         return entries
 
-    async def _process_own_pending(self) -> None:
-        """Handle our own pending entries, claimed again so their delivery counts move on."""
-        for partition in self.partitions:
-            after = "-"
-            while not self.stopping:
-                pending = await self.redis.xpending_range(
-                    partition.stream,
-                    self.config.group,
-                    min=after,
-                    max="+",
-                    count=self.config.batch_size,
-                    consumername=self.config.consumer,
-                )
-                if not pending:
-                    break
-                ids = [item["message_id"] for item in pending]
-                # One pass: an entry that fails again waits for the idle-time takeover.
-                after = "(" + as_text(ids[-1])
-                claimed = await self.redis.xclaim(
-                    partition.stream, self.config.group, self.config.consumer, 0, ids
-                )
-                await self._process_pending(await self._with_deliveries(partition, claimed))
+    async def _recover(self, partition: Partition) -> int:
+        """Handle the partition's pending entries before anything new: a dead owner's, or
+        the ones waiting behind a failure here. Returns how many it handled or dead-lettered.
 
-    async def _claim_and_process(self) -> None:
-        """Take over entries that another (probably dead) consumer left idle too long.
-
-        One batch is claimed and handled before the next is claimed: claiming everything
-        first would let the last claimed entries go idle again while the first are handled,
-        and a peer would claim (and handle) them a second time.
+        The first goes alone and counts as a delivery: it is the one that failed (or that
+        a dead owner died on), and each try of it alone is an attempt of it. The others
+        keep their counts: they only waited, so they are never dead-lettered for the
+        failures of the one ahead of them.
         """
-        for partition in self.partitions:
-            start = "0-0"
-            while not self.stopping:
-                reply = await self.redis.xautoclaim(
-                    partition.stream,
-                    self.config.group,
-                    self.config.consumer,
-                    min_idle_time=self.config.claim_idle_ms,
-                    start_id=start,
-                    count=self.config.batch_size,
-                )
-                start, claimed = as_text(reply[0]), reply[1]
-                entries = await self._with_deliveries(partition, claimed)
-                if entries:
-                    self.stats.claimed += len(entries)
-                    log.info("claimed idle entries", group=self.config.group, count=len(entries))
-                    await self._process_pending(entries)
-                # The cursor, not an empty reply, says when the whole PEL has been scanned.
-                if start == "0-0":
-                    break
-
-    async def _with_deliveries(self, partition: Partition, claimed: list[Any]) -> list[StreamEntry]:
-        # XCLAIM/XAUTOCLAIM return entries without their delivery counts; XPENDING has them.
-        live = [(as_text(entry_id), fields) for entry_id, fields in claimed if fields]
-        if not live:
-            return []
-        deliveries: dict[str, int] = {}
-        pending = await self.redis.xpending_range(
-            partition.stream,
-            self.config.group,
-            min=live[0][0],
-            max=live[-1][0],
-            count=len(live) * 4,
-            consumername=self.config.consumer,
-        )
-        deliveries = {as_text(item["message_id"]): item["times_delivered"] for item in pending}
-        for entry_id, _ in live:
-            if entry_id not in deliveries:  # beyond the window: other pending entries between
-                [item] = await self.redis.xpending_range(
-                    partition.stream, self.config.group, min=entry_id, max=entry_id, count=1
-                )
-                deliveries[entry_id] = item["times_delivered"]
-        return [
-            StreamEntry(partition, entry_id, _payload(fields), deliveries[entry_id])
-            for entry_id, fields in live
-        ]
+        group, consumer = self.config.group, self.config.consumer
+        done, alone = 0, True
+        while not self.stopping:
+            pending = await self.redis.xpending_range(
+                partition.stream,
+                group,
+                min="-",
+                max="+",
+                count=1 if alone else self.config.batch_size,
+            )
+            if not pending:
+                self._recovering.pop(partition, None)
+                return done
+            previous = {as_text(item["message_id"]): item["times_delivered"] for item in pending}
+            claimed = await FENCED_CLAIM.run(
+                self.redis,
+                [partition.stream, partition.lease_key(group)],
+                [group, consumer, "1" if alone else "0", *previous],
+            )
+            if claimed is None:
+                self._lost(partition)
+                return done
+            self.stats.claimed += sum(
+                1 for item in pending if as_text(item["consumer"]) != consumer
+            )
+            entries = [
+                _entry(partition, item[0], item[1], deliveries=previous[as_text(item[0])] + alone)
+                for item in claimed
+                if item and item[1]  # Redis before 7 answers nil for a deleted entry
+            ]
+            if not entries:  # pending, but deleted from the stream: nothing left to handle
+                await self.redis.xack(partition.stream, group, *previous)
+                continue
+            done += len(entries)
+            if alone and entries[0].deliveries > self.config.max_deliveries:
+                await self._move_to_dead_letters(entries[0])
+            else:
+                self.stats.retried += len(entries)
+                if await self._process(entries):
+                    return done  # failed again: _process scheduled the next try
+            alone = False
+        return done
 
     # --- handling ----------------------------------------------------------------------
 
-    async def _process_pending(self, entries: list[StreamEntry]) -> None:
-        alive = []
-        for entry in entries:
-            if entry.deliveries > self.config.max_deliveries:
-                await self._move_to_dead_letters(entry)
-            else:
-                alive.append(entry)
-        self.stats.retried += len(alive)
-        for start in range(0, len(alive), self.config.batch_size):
-            await self._process(alive[start : start + self.config.batch_size])
+    async def _process(self, entries: list[StreamEntry]) -> set[Partition]:
+        """Hand the entries over, ack what succeeded; returns the partitions that failed,
+        each now waiting for its retry."""
+        group = self.config.group
+        foreign = [e for e in entries if e.requeued_for not in (None, group)]
+        if foreign:
+            await self._ack(foreign)
+            entries = [e for e in entries if e.requeued_for in (None, group)]
+        failed = await self._handle(entries) if entries else set()
+        now = asyncio.get_running_loop().time()
+        for partition in failed:
+            previous = self._recovering.get(partition)
+            backoff = (
+                min(previous.backoff * 2, self.config.max_retry_backoff_s)
+                if previous and previous.due > 0
+                else self.config.retry_backoff_s
+            )
+            self._recovering[partition] = _Retry(due=now + backoff, backoff=backoff)
+        return failed
 
-    async def _process(self, entries: list[StreamEntry]) -> None:
+    async def _handle(self, entries: list[StreamEntry]) -> set[Partition]:
         try:
             await self.handler(entries)
         except Exception:
             self.stats.failed_batches += 1
             if len(entries) == 1:
                 await self._record_error(entries[0])
-                return
-            # Isolate the failing entries so the rest of the batch is not held back.
+                return {entries[0].partition}
+            # One entry at a time, so the other partitions are not held back. In a partition
+            # with a failure the later entries wait (pending): handling them first would put
+            # them ahead of the failed one.
+            failed: set[Partition] = set()
             for entry in entries:
+                if entry.partition in failed:
+                    continue
                 try:
                     await self.handler([entry])
                 except Exception:
                     await self._record_error(entry)
+                    failed.add(entry.partition)
                 else:
                     await self._ack([entry])
-            return
+            return failed
         await self._ack(entries)
+        return set()
 
-    async def _ack(self, entries: list[StreamEntry]) -> None:
+    async def _ack(self, entries: Iterable[StreamEntry]) -> None:
         by_stream: dict[str, list[str]] = {}
+        retried = []
         for entry in entries:
             by_stream.setdefault(entry.partition.stream, []).append(entry.entry_id)
+            if entry.deliveries > 1:
+                retried.append(entry)
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream, ids in by_stream.items():
                 pipe.xack(stream, self.config.group, *ids)
-            for entry in entries:
-                if entry.deliveries > 1:  # a retry: forget the error an earlier try recorded
-                    pipe.hdel(entry.partition.errors, f"{self.config.group}:{entry.entry_id}")
+            for entry in retried:  # forget the error an earlier try recorded
+                pipe.hdel(entry.partition.errors, f"{self.config.group}:{entry.entry_id}")
             await pipe.execute()
-        self.stats.processed += len(entries)
+        self.stats.processed += sum(len(ids) for ids in by_stream.values())
 
     async def _record_error(self, entry: StreamEntry) -> None:
         error = traceback.format_exc(limit=5)
@@ -316,7 +412,12 @@ class StreamConsumer:
         partition = entry.partition
         dead_letter_id = await DEAD_LETTER.run(
             self.redis,
-            [partition.stream, partition.dead_letters, partition.errors],
+            [
+                partition.stream,
+                partition.dead_letters,
+                partition.errors,
+                partition.lease_key(self.config.group),
+            ],
             [
                 self.config.group,
                 entry.entry_id,
@@ -327,7 +428,7 @@ class StreamConsumer:
                 datetime.now(UTC).isoformat(),
             ],
         )
-        if dead_letter_id is None:  # a peer acked it meanwhile: handled after all
+        if dead_letter_id is None:  # acked meanwhile, or the partition is no longer ours
             return
         self.stats.dead_lettered += 1
         log.error(
@@ -337,6 +438,22 @@ class StreamConsumer:
             entry_id=entry.entry_id,
             deliveries=entry.deliveries,
         )
+
+
+def _entry(
+    partition: Partition, entry_id: bytes | str, fields: Any, *, deliveries: int = 1
+) -> StreamEntry:
+    # Replies that passed through Lua hold fields as a flat [name, value, ...] list.
+    if isinstance(fields, list):
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    requeued_for = fields.get(b"requeued_for")
+    return StreamEntry(
+        partition,
+        as_text(entry_id),
+        _payload(fields),
+        deliveries,
+        as_text(requeued_for) if requeued_for is not None else None,
+    )
 
 
 def _payload(fields: dict[bytes, bytes]) -> bytes:

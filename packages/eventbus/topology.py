@@ -51,6 +51,10 @@ class Partition:
         """Hash of the last handler error per pending entry, read when it is dead-lettered."""
         return f"orderly:errors:{self.tag}"
 
+    def lease_key(self, group: str) -> str:
+        """Who in ``group`` owns this partition now: the one consumer allowed to read it."""
+        return f"orderly:lease:{self.tag}:{group}"
+
     def dedupe_key(self, dedupe_key: str) -> str:
         return f"orderly:seen:{self.tag}:{dedupe_key}"
 

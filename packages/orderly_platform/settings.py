@@ -34,8 +34,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_request_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1024 * 1024
     # Partitions per stream category. Fixed for a deployment: changing it moves aggregates.
     stream_partitions: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
-    # A pending entry idle this long is taken over by another consumer of its group.
-    claim_idle_ms: Annotated[int, msgspec.Meta(ge=100)] = 30_000
+    # A consumer that stops renewing its partitions' leases (a dead one) keeps them this
+    # long; then a peer takes them over, with the entries it left pending.
+    partition_lease_ms: Annotated[int, msgspec.Meta(ge=100)] = 10_000
     # How often the projector trims streams below what is archived and acked everywhere.
     trim_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

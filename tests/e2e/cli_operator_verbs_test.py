@@ -108,7 +108,9 @@ async def append(redis: aioredis.Redis, skus: list[str]) -> list[str]:
 def consumer(
     redis: aioredis.Redis, poison: Sequence[str], group: str = "g", name: str = "c1", **config: Any
 ) -> StreamConsumer:
-    settings = ConsumerConfig(group=group, consumer=name, block_ms=10, claim_idle_ms=0, **config)
+    settings = ConsumerConfig(
+        group=group, consumer=name, block_ms=10, retry_backoff_s=0.0, **config
+    )
     return StreamConsumer(redis, [PARTITION], FailOn(poison), settings)
 
 
@@ -125,8 +127,8 @@ async def dead_letter(redis: aioredis.Redis, poison: Sequence[str]) -> None:
     """Fail the entries once, then let a claim pass move them to the dead letters."""
     runner = consumer(redis, poison, max_deliveries=1)
     await runner.ensure_groups()
-    await runner.run_once()
-    await runner._claim_and_process()
+    while await runner.run_once():  # a failure, then its retry: dead-lettered
+        pass
     assert runner.stats.dead_lettered == len(poison)
 
 
@@ -147,7 +149,7 @@ async def test_streams_shows_length_lag_and_pending_per_group(
         {
             "name": "g",
             "consumers": 1,
-            "pending": 1,
+            "pending": 2,  # b failed, and c waits behind it
             "lag": 0,
             "last_delivered_id": ids[2],
             "oldest_pending_id": ids[1],
@@ -168,7 +170,7 @@ async def test_streams_shows_length_lag_and_pending_per_group(
     header, *rows = result.out.splitlines()
     assert header.split()[:4] == ["STREAM", "LENGTH", "DEAD", "GROUP"]
     assert sorted(row.split()[:8] for row in rows) == [
-        [STREAM, "3", "0", "g", "1", "1", "0", ids[1]],
+        [STREAM, "3", "0", "g", "1", "2", "0", ids[1]],
         [STREAM, "3", "0", "late", "0", "0", "3", "-"],
     ]
 
@@ -179,20 +181,21 @@ async def test_pending_lists_unacked_entries_and_filters_by_group_and_idle_time(
     a, b = skus(2)
     id_a, id_b = await append(redis, [a, b])
     await leave_pending(redis, [b], group="g", name="c1")
-    await leave_pending(redis, [a], group="other", name="c2")
+    await leave_pending(redis, [a], group="other", name="c2")  # b waits behind a there
     # Make one entry look two hours idle instead of waiting (JUSTID keeps its delivery count).
     await redis.xclaim(STREAM, "g", "c1", 0, [id_b], idle=7_200_000, justid=True)
 
     entries = await cli.json("pending")
-    idle = {entry.pop("entry_id"): entry.pop("idle_ms") for entry in entries}
-    assert idle[id_b] >= 7_200_000 and 0 <= idle[id_a] < 7_200_000
+    idle = {(entry["group"], entry.pop("entry_id")): entry.pop("idle_ms") for entry in entries}
+    assert idle["g", id_b] >= 7_200_000 and 0 <= idle["other", id_a] < 7_200_000
     assert sorted(entries, key=lambda entry: entry["group"]) == [
         {"stream": STREAM, "group": "g", "consumer": "c1", "deliveries": 1},
+        {"stream": STREAM, "group": "other", "consumer": "c2", "deliveries": 1},
         {"stream": STREAM, "group": "other", "consumer": "c2", "deliveries": 1},
     ]
 
     only_other = await cli.json("pending", "--group", "other")
-    assert [(e["group"], e["entry_id"]) for e in only_other] == [("other", id_a)]
+    assert [(e["group"], e["entry_id"]) for e in only_other] == [("other", id_a), ("other", id_b)]
     assert await cli.json("pending", "--group", "nobody") == []
     old = await cli.json("pending", "--older-than", "1h")
     assert [(e["group"], e["entry_id"]) for e in old] == [("g", id_b)]

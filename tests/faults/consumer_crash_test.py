@@ -15,7 +15,7 @@ from eventbus.appender import EventAppender, PendingAppend
 from eventbus.testing import stock_received
 from eventbus.topology import CATALOG
 from orderly_platform.embedded import RedisServer
-from tests.faults.consumer_process import GROUP, TOPOLOGY, apply_once, consumer
+from tests.faults.consumer_process import GROUP, LEASE_MS, TOPOLOGY, apply_once, consumer
 
 PARTITIONS = TOPOLOGY.partitions_of(CATALOG)
 
@@ -78,7 +78,7 @@ async def test_a_peer_takes_over_entries_of_a_consumer_killed_before_ack(
     async def handler(entries: object) -> None:
         await apply_once(redis, entries)  # type: ignore[arg-type]
 
-    peer = consumer(redis, "peer", handler, claim_idle_ms=200, claim_interval_s=0.05)
+    peer = consumer(redis, "peer", handler, lease_ms=LEASE_MS)
     peer_task = asyncio.create_task(peer.run())
 
     async def all_applied_and_acked() -> bool:

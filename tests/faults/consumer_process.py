@@ -23,6 +23,7 @@ from orderly_platform.logs import configure_logging
 
 TOPOLOGY = Topology(partitions=2)
 GROUP = "fault-test"
+LEASE_MS = 1000
 APPLY = """
 if redis.call('SET', 'applied:' .. ARGV[1], 1, 'NX') then redis.call('INCR', 'applied-count') end
 redis.call('INCR', 'attempts')
@@ -59,8 +60,8 @@ async def main(url: str, name: str, mode: str, batch_size: int) -> None:
             await asyncio.sleep(0.005)  # stands in for real work, so SIGTERM lands mid-batch
 
     handler = hang_after_handling if mode == "hang-after-handling" else slow
-    # A long idle time: nobody else may claim while this process is alive and working.
-    runner = consumer(redis, name, handler, batch_size=batch_size, claim_idle_ms=3_600_000)
+    # A short lease: a peer takes the partitions over soon after this process is killed.
+    runner = consumer(redis, name, handler, batch_size=batch_size, lease_ms=LEASE_MS)
     await run_until_signalled(runner)
     await redis.aclose()
 

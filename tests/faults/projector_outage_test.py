@@ -66,7 +66,7 @@ def projector(
     redis: aioredis.Redis, engine: AsyncEngine, stopped: asyncio.Event
 ) -> tuple[StreamConsumer, ProjectionApplier]:
     applier = ProjectionApplier(engine, ORDERS_PROJECTION, stopped)
-    config = ConsumerConfig(group="orders", consumer="c", block_ms=50, claim_idle_ms=200)
+    config = ConsumerConfig(group="orders", consumer="c", block_ms=50, lease_ms=200)
     return StreamConsumer(redis, PARTITIONS, applier, config), applier
 
 
@@ -85,7 +85,7 @@ async def test_a_postgres_restart_is_waited_out_in_order_with_nothing_dead_lette
             await append_orders(redis, 20, 20, steps=1)  # new orders
             await append_orders(redis, 0, 20, steps=7)  # the first 20 run to CONFIRMED
             await eventually(lambda: _flag(applier))
-            # Still waiting on the same batch past the claim idle time (200 ms): the
+            # Still waiting on the same batch past the lease time (200 ms): the
             # entries are not counted as failed deliveries.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_never_dead_lettered(consumer, redis), 1.0)
