@@ -1,0 +1,289 @@
+"""OrderSaga: one workflow per order, from OrderPlaced to CONFIRMED, REJECTED or CANCELLED.
+
+The steps (ARCHITECTURE.md, "The order saga"): reserve stock, capture the payment, commit
+the stock, confirm. The saga talks to the inventory service through events (it emits a
+request with an activity, and the bridge signals it the answer) and to the payment service
+through activities on the payments task queue. Every wait has a deadline. A failure after
+something was done compensates in reverse order: refund what was captured, then release
+what was reserved, and the order ends REJECTED with a reason. A cancellation request is
+honoured until the commit is asked for; after that the order is confirmed.
+
+Deterministic by construction: time, ids and waits come from ``workflow``; a change to the
+steps of running sagas must go behind ``workflow.patched``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from contracts import (
+        DomainEvent,
+        Event,
+        InventoryCommitRequested,
+        InventoryCommitted,
+        InventoryReleased,
+        InventoryReleaseRequested,
+        InventoryReservationRejected,
+        InventoryReservationRequested,
+        InventoryReserved,
+        OrderCancellationRequested,
+        OrderCancelled,
+        OrderConfirmed,
+        OrderRejected,
+    )
+    from contracts.commands import CapturePayment, RefundPayment
+    from contracts.payments import (
+        CAPTURE_PAYMENT,
+        PAYMENTS_TASK_QUEUE,
+        REFUND_PAYMENT,
+        PaymentOutcome,
+        RefundOutcome,
+    )
+    from contracts.values import OrderItem
+    from saga.messages import EMIT_EVENT, EmitEvent, SagaInput, SagaState
+
+# Appending to Redis: retried until it works (Redis restarting, say), never given up.
+_EMIT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=0.5), maximum_interval=timedelta(seconds=30)
+)
+# The provider: backoff up to a minute between attempts, for as long as the payment
+# deadline allows. A decline is an answer (PaymentOutcome), not an error, so is not retried.
+_PAYMENT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=60)
+)
+
+CONFIRMED, REJECTED, CANCELLED = "CONFIRMED", "REJECTED", "CANCELLED"
+
+
+@workflow.defn(name="OrderSaga")
+class OrderSaga:
+    def __init__(self) -> None:
+        self._received: dict[str, Event] = {}
+        self._cancel_reason: str | None = None
+        self._step = "starting"
+        self._waiting_for: str | None = None
+        self._status = "PENDING"
+        self._reason: str | None = None
+        self._reservation_asked = False
+        self._reserved = False
+        self._captured = 0
+        self._refunded = 0
+        self._order: SagaInput | None = None
+
+    # --- what the outside world can do ----------------------------------------------------
+
+    @workflow.signal
+    def event(self, event: Event) -> None:
+        """An event of this order from the streams (the bridge sends them)."""
+        if isinstance(event, OrderCancellationRequested):
+            self._cancel_reason = self._cancel_reason or event.reason
+        else:
+            self._received[type(event).__name__] = event
+
+    @workflow.query
+    def state(self) -> SagaState:
+        return SagaState(
+            order_id=self._order.order_id if self._order else "",
+            step=self._step,
+            waiting_for=self._waiting_for,
+            status=self._status,
+            reason=self._reason,
+            reserved=self._reserved,
+            captured=self._captured,
+            refunded=self._refunded,
+            cancel_requested=self._cancel_reason,
+        )
+
+    # --- the saga ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, order: SagaInput) -> SagaState:
+        self._order = order
+        try:
+            await self._saga(order)
+        except asyncio.CancelledError:
+            # Cancelled through Temporal (an operator): compensate all the same, shielded
+            # from the cancellation, and end the order CANCELLED.
+            self._cancel_reason = self._cancel_reason or "cancelled by an operator"
+            await asyncio.shield(asyncio.ensure_future(self._cancel()))
+        return self.state()
+
+    async def _saga(self, order: SagaInput) -> None:
+        # Each step returns False when it ended the order (rejected or cancelled).
+        if await self._reserve(order) and await self._pay(order):
+            await self._commit_and_confirm(order)
+
+    async def _reserve(self, order: SagaInput) -> bool:
+        if self._cancel_requested():
+            await self._cancel()
+            return False
+        self._step = "reserving"
+        self._reservation_asked = True
+        await self._emit(
+            InventoryReservationRequested(order_id=order.order_id, items=self._items())
+        )
+        answer = await self._wait_for(
+            "inventory reservation", InventoryReserved, InventoryReservationRejected
+        )
+        if self._cancel_requested():
+            await self._cancel()
+        elif answer is None:
+            await self._reject("inventory did not answer in time")
+        elif isinstance(answer, InventoryReservationRejected):
+            self._reservation_asked = False  # it holds nothing for this order
+            await self._reject(f"out of stock: {answer.reason}")
+        else:
+            self._reserved = True
+        return self._reserved
+
+    async def _pay(self, order: SagaInput) -> bool:
+        self._step = "paying"
+        self._waiting_for = "payment"
+        try:
+            payment = await workflow.execute_activity(
+                CAPTURE_PAYMENT,
+                CapturePayment(
+                    order_id=order.order_id,
+                    amount=order.total,
+                    currency=order.currency,
+                    payment_token=order.payment_token,
+                    idempotency_key=f"{order.order_id}:capture",
+                ),
+                task_queue=PAYMENTS_TASK_QUEUE,
+                result_type=PaymentOutcome,
+                start_to_close_timeout=timedelta(seconds=order.deadlines.payment_attempt),
+                schedule_to_close_timeout=timedelta(seconds=order.deadlines.payment),
+                retry_policy=_PAYMENT_RETRY,
+            )
+        except ActivityError:
+            # Unavailable past the deadline. The last attempt may have captured (a lost
+            # reply): the refund looks and gives back whatever was taken.
+            await self._reject("payment provider unavailable", refund_unknown=True)
+            return False
+        finally:
+            self._waiting_for = None
+        if payment.status == "declined":
+            await self._reject(f"payment declined: {payment.reason or 'no reason given'}")
+            return False
+        self._captured = payment.amount
+        if self._cancel_requested():
+            await self._cancel()
+            return False
+        return True
+
+    async def _commit_and_confirm(self, order: SagaInput) -> None:
+        self._step = "committing"
+        await self._emit(InventoryCommitRequested(order_id=order.order_id, items=self._items()))
+        # Past this point the order is confirmed: the stock is leaving. An inventory service
+        # that is down holds the saga here (visible as waiting) until it is back.
+        while (
+            await self._wait_for("inventory commit", InventoryCommitted, cancellable=False) is None
+        ):
+            workflow.logger.warning("inventory commit overdue", extra={"order_id": order.order_id})
+        self._reserved = False
+        await self._finish(OrderConfirmed(order_id=order.order_id), CONFIRMED, None)
+
+    async def _reject(self, reason: str, *, refund_unknown: bool = False) -> None:
+        await self._compensate(refund_unknown=refund_unknown)
+        assert self._order is not None
+        await self._finish(
+            OrderRejected(order_id=self._order.order_id, reason=reason), REJECTED, reason
+        )
+
+    async def _cancel(self) -> None:
+        await self._compensate(refund_unknown=False)
+        assert self._order is not None and self._cancel_reason is not None
+        reason = self._cancel_reason
+        await self._finish(
+            OrderCancelled(order_id=self._order.order_id, reason=reason), CANCELLED, reason
+        )
+
+    async def _compensate(self, *, refund_unknown: bool) -> None:
+        """Undo in reverse order: the payment first, then the stock."""
+        assert self._order is not None
+        order = self._order
+        if self._captured or refund_unknown:
+            self._step = "refunding"
+            refund = await workflow.execute_activity(
+                REFUND_PAYMENT,
+                RefundPayment(
+                    order_id=order.order_id,
+                    amount=self._captured or order.total,
+                    currency=order.currency,
+                    idempotency_key=f"{order.order_id}:refund",
+                ),
+                task_queue=PAYMENTS_TASK_QUEUE,
+                result_type=RefundOutcome,
+                start_to_close_timeout=timedelta(seconds=order.deadlines.payment_attempt),
+                # A refund owed is never given up on.
+                retry_policy=_PAYMENT_RETRY,
+            )
+            self._refunded = refund.refunded
+        if self._reserved or self._reservation_asked:
+            # Also when the reservation's answer never came: the inventory service handles
+            # the order's requests in order, so a late reservation is released too.
+            self._step = "releasing"
+            await self._emit(
+                InventoryReleaseRequested(order_id=order.order_id, items=self._items())
+            )
+            await self._wait_for("inventory release", InventoryReleased, cancellable=False)
+            self._reserved = False
+
+    def _cancel_requested(self) -> bool:
+        # A method, not an inline test: a signal sets it between the saga's awaits.
+        return self._cancel_reason is not None
+
+    async def _finish(self, event: Event, status: str, reason: str | None) -> None:
+        self._step = "done"
+        await self._emit(event)
+        self._status, self._reason = status, reason
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    async def _emit(self, event: Event) -> None:
+        assert self._order is not None
+        await workflow.execute_activity(
+            EMIT_EVENT,
+            EmitEvent(
+                event_id=str(workflow.uuid4()),  # the same in every replay and retry
+                order_id=self._order.order_id,
+                event=event,
+                correlation_id=self._order.correlation_id,
+                causation_id=self._order.placed_event_id,
+            ),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=_EMIT_RETRY,
+        )
+
+    async def _wait_for(
+        self, what: str, *kinds: type[DomainEvent], cancellable: bool = True
+    ) -> Event | None:
+        """The first of ``kinds`` to arrive, or None on the inventory deadline or (when
+        ``cancellable``) a cancellation request."""
+        assert self._order is not None
+        names = [kind.__name__ for kind in kinds]
+
+        def answered() -> bool:
+            return any(name in self._received for name in names)
+
+        self._waiting_for = what
+        try:
+            await workflow.wait_condition(
+                lambda: answered() or (cancellable and self._cancel_reason is not None),
+                timeout=self._order.deadlines.inventory_wait,
+            )
+        except TimeoutError:
+            return None
+        finally:
+            self._waiting_for = None
+        return next((self._received[name] for name in names if name in self._received), None)
+
+    def _items(self) -> tuple[OrderItem, ...]:
+        assert self._order is not None
+        return tuple(OrderItem(sku=line.sku, quantity=line.quantity) for line in self._order.items)
