@@ -37,6 +37,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A consumer that stops renewing its partitions' leases (a dead one) keeps them this
     # long; then a peer takes them over, with the entries it left pending.
     partition_lease_ms: Annotated[int, msgspec.Meta(ge=100)] = 10_000
+    # The order saga's deadlines (seconds): for the inventory service to answer, for the
+    # payment provider to be reachable again (retried with backoff all along), and for one
+    # call to it. They apply to sagas started afterwards.
+    saga_inventory_deadline_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    saga_payment_deadline_s: Annotated[float, msgspec.Meta(gt=0)] = 6 * 3600.0
+    saga_payment_attempt_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     # How often the projector trims streams below what is archived and acked everywhere.
     trim_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

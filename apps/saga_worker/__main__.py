@@ -1,0 +1,3 @@
+from saga_worker.main import main
+
+main()
