@@ -11,6 +11,7 @@ from aiohttp import web
 from eventbus.appender import EventAppender
 from eventbus.coalescing import CoalescingAppender
 from eventbus.topology import Topology
+from order_service.cancel_order_endpoint import post_cancel
 from order_service.catalog_endpoint import put_catalog_item
 from order_service.events_endpoint import post_events
 from order_service.inventory_endpoint import get_inventory
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/orders/{order_id}", get_order)
     app.router.add_get("/orders", list_orders)
     app.router.add_post("/orders", post_order)
+    app.router.add_post("/orders/{order_id}/cancel", post_cancel)
 
     async def redis_answers() -> None:
         await app[REDIS].ping()
