@@ -1,0 +1,67 @@
+"""The notification service process: the ``notifications`` consumer group over the order
+streams (see notifier.py), with health endpoints; SIGTERM finishes the batch in hand."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from aiohttp import web
+
+from eventbus.consumer import ConsumerConfig, StreamConsumer
+from eventbus.topology import ORDERS, Topology
+from notification_service.notifier import Notifier
+from orderly_platform.database import create_engine
+from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.settings import Settings
+
+GROUP = "notifications"
+
+
+def create_app(settings: Settings) -> web.Application:
+    if not settings.redis_url or not settings.postgres_url:
+        raise ValueError(
+            "the notification service needs ORDERLY_REDIS_URL and ORDERLY_POSTGRES_URL"
+        )
+    app = web.Application(middlewares=[json_errors])
+    redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    engine = create_engine(settings.postgres_url, pool_size=3)
+    consumer = StreamConsumer(
+        redis,
+        Topology(partitions=settings.stream_partitions).partitions_of(ORDERS),
+        Notifier(redis, engine),
+        ConsumerConfig(
+            group=GROUP,
+            consumer=f"{socket.gethostname()}-{os.getpid()}",
+            lease_ms=settings.partition_lease_ms,
+        ),
+    )
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(consumer.run_supervised())
+        yield
+        consumer.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        await redis.aclose()
+        await engine.dispose()
+
+    async def redis_answers() -> None:
+        await redis.ping()
+
+    async def postgres_answers() -> None:
+        async with engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    async def consuming() -> None:
+        if not consumer.healthy:
+            raise RuntimeError(f"not consuming: {consumer.failure}")
+
+    app.cleanup_ctx.append(run)
+    add_health_routes(
+        app, {"redis": redis_answers, "postgres": postgres_answers, "consumer": consuming}
+    )
+    return app
