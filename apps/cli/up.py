@@ -144,8 +144,10 @@ def _services(settings: Settings, stack: EmbeddedStack, token: str) -> list[Pyth
             env=env,
             port=settings.http_port or None,
         ),
-        # Its HTTP port serves only health checks; it is not an endpoint users call.
+        # Their HTTP ports serve only health checks; they are not endpoints users call.
         PythonService("projector", "projector", stack.data_dir, env=env),
+        PythonService("saga-worker", "saga_worker", stack.data_dir, env=env),
+        PythonService("notification-service", "notification_service", stack.data_dir, env=env),
     ]
 
 
