@@ -8,6 +8,7 @@ from cli.dlq import dlq_group
 from cli.migrate import migrate_command
 from cli.pending import pending_command
 from cli.projections import projections_group
+from cli.sagas import sagas_group
 from cli.streams import streams_command
 from cli.up import up_command
 
@@ -23,6 +24,7 @@ orderly.add_command(streams_command)
 orderly.add_command(pending_command)
 orderly.add_command(dlq_group)
 orderly.add_command(projections_group)
+orderly.add_command(sagas_group)
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ log = get_logger(__name__)
 
 BRIDGE_GROUP = "saga-bridge"
 
-SIGNALLED = (
+SIGNALLED: tuple[type, ...] = (
     InventoryReserved,
     InventoryReservationRejected,
     InventoryCommitted,
@@ -56,7 +56,7 @@ class SagaBridge:
         by_order: dict[str, list[EventEnvelope]] = {}
         for entry in entries:
             envelope = entry.envelope()
-            if isinstance(envelope.data, OrderPlaced | SIGNALLED):
+            if isinstance(envelope.data, (OrderPlaced, *SIGNALLED)):
                 by_order.setdefault(envelope.subject, []).append(envelope)
         await asyncio.gather(*(self._forward(envelopes) for envelopes in by_order.values()))
 
