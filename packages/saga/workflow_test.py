@@ -8,10 +8,12 @@ services themselves are exercised end to end in tests/e2e.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest_asyncio
 import redis.asyncio as aioredis
@@ -109,6 +111,14 @@ class Harness:
     async def when_emitted(self, order_id: str, name: str) -> None:
         await eventually(lambda: _contains(self.emitted(order_id), name))
 
+    async def keep_history(self, handle: WorkflowHandle[OrderSaga, SagaState], path: str) -> None:
+        """Save the finished saga's history for the replay tests (replay_test.py), when
+        ORDERLY_RECORD_HISTORIES names the directory (see histories/README.md)."""
+        directory = os.environ.get("ORDERLY_RECORD_HISTORIES")
+        if directory:
+            history = await handle.fetch_history()
+            Path(directory, f"{path}.json").write_text(history.to_json())
+
 
 async def _contains(names: Awaitable[list[str]], name: str) -> bool:
     return name in await names
@@ -164,6 +174,7 @@ async def test_the_happy_path_reserves_captures_commits_and_confirms(saga: Harne
     ]
     assert [c.idempotency_key for c in saga.payments.captures] == [f"{order_id}:capture"]
     assert saga.payments.refunds == []
+    await saga.keep_history(handle, "confirmed")
 
 
 async def test_out_of_stock_is_rejected_with_nothing_charged_or_released(saga: Harness) -> None:
@@ -178,6 +189,7 @@ async def test_out_of_stock_is_rejected_with_nothing_charged_or_released(saga: H
     assert result.status == "REJECTED" and result.reason == "out of stock: short"
     assert await saga.emitted(order_id) == ["InventoryReservationRequested", "OrderRejected"]
     assert saga.payments.captures == []
+    await saga.keep_history(handle, "out_of_stock")
 
 
 async def test_a_declined_payment_releases_the_stock_and_rejects(saga: Harness) -> None:
@@ -196,6 +208,7 @@ async def test_a_declined_payment_releases_the_stock_and_rejects(saga: Harness) 
         "OrderRejected",
     ]
     assert saga.payments.refunds == []
+    await saga.keep_history(handle, "declined")
 
 
 async def test_a_cancellation_before_payment_releases_and_cancels(saga: Harness) -> None:
@@ -209,6 +222,7 @@ async def test_a_cancellation_before_payment_releases_and_cancels(saga: Harness)
     assert (result.status, result.reason) == ("CANCELLED", "changed my mind")
     assert saga.payments.captures == []
     assert (await saga.emitted(order_id))[-1] == "OrderCancelled"
+    await saga.keep_history(handle, "cancelled_before_payment")
 
 
 async def test_a_cancellation_after_capture_refunds_then_releases(saga: Harness) -> None:
@@ -235,3 +249,4 @@ async def test_a_cancellation_after_capture_refunds_then_releases(saga: Harness)
         "InventoryReleaseRequested",
         "OrderCancelled",
     ]
+    await saga.keep_history(handle, "cancelled_after_capture")

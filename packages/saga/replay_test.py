@@ -1,0 +1,37 @@
+"""Saved histories of every saga path replay cleanly against the current workflow code."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from saga.converter import DATA_CONVERTER
+from saga.workflow import OrderSaga
+
+HISTORIES = sorted(
+    entry.name
+    for entry in resources.files("saga").joinpath("histories").iterdir()
+    if entry.name.endswith(".json")
+)
+
+
+def test_every_path_has_a_saved_history() -> None:
+    assert set(HISTORIES) >= {
+        "confirmed.json",
+        "out_of_stock.json",
+        "declined.json",
+        "cancelled_before_payment.json",
+        "cancelled_after_capture.json",
+    }
+
+
+@pytest.mark.parametrize("name", HISTORIES)
+async def test_a_saved_history_replays_without_nondeterminism(name: str) -> None:
+    text = resources.files("saga").joinpath("histories", name).read_text()
+    history = WorkflowHistory.from_json(name.removesuffix(".json"), text)
+    replayer = Replayer(workflows=[OrderSaga], data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
