@@ -132,4 +132,4 @@ def _sku(change: _Change) -> str:
     return change.sku
 
 
-INVENTORY = Projection("inventory", (tables.inventory,), inventory_writer)
+INVENTORY = Projection("inventory", (tables.inventory,), inventory_writer, decodes=_STOCK_EVENTS)

@@ -203,4 +203,10 @@ def _placed_row(record: Recorded) -> dict[str, Any]:
     }
 
 
-ORDERS_PROJECTION = Projection("orders", (tables.orders,), orders_writer)
+ORDERS_PROJECTION = Projection(
+    "orders",
+    (tables.orders,),
+    orders_writer,
+    # OrderPlaced for the row; rejections and cancellations for their reason.
+    decodes=frozenset({OrderPlaced.__name__, OrderRejected.__name__, OrderCancelled.__name__}),
+)

@@ -27,6 +27,10 @@ class Projection:
     writer: Callable[..., Apply]
     # False for a projection that is the source of replays (the archive): nothing to rebuild from.
     rebuildable: bool = True
+    # The names of the events whose data (not just attributes) the writer reads. A replay
+    # fetches the payloads of only these from the archive: most events of a replay are
+    # timeline steps, and their bytes are a good part of what a replay moves.
+    decodes: frozenset[str] = frozenset()
     apply: Apply = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

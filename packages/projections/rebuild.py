@@ -245,7 +245,15 @@ async def _catch_up(
                 after = min(
                     [await checkpoint_at(reader, s.checkpoint, partition.stream) for s in shadows]
                 )
-                async for page in replay(redis, reader, partition, after=after, page=REPLAY_PAGE):
+                pages_read = replay(
+                    redis,
+                    reader,
+                    partition,
+                    after=after,
+                    page=REPLAY_PAGE,
+                    payloads_of=_decoded_by(shadows),
+                )
+                async for page in pages_read:
                     await pages.put(page)
         except BaseException:
             # Cancelled because applying failed, or failed itself: the applier may be gone,
@@ -269,6 +277,11 @@ async def _catch_up(
         with contextlib.suppress(asyncio.CancelledError):
             await reader  # re-raises what the reader failed with, after the pages it read
     return events
+
+
+def _decoded_by(shadows: Sequence[_Shadow]) -> frozenset[str]:
+    """The events whose payloads these projections read; a replay fetches only those."""
+    return frozenset().union(*(shadow.projection.decodes for shadow in shadows))
 
 
 async def _apply_page(engine: AsyncEngine, shadow: _Shadow, page: list[Recorded]) -> None:
@@ -360,7 +373,10 @@ async def _swap(
         after = await checkpoint_at(swap, shadow.checkpoint, partition.stream)
         if after < live[partition.stream]:
             until = live[partition.stream]
-            async for batch in replay(redis, swap, partition, after=after, until=until):
+            batches = replay(
+                redis, swap, partition, after=after, until=until, payloads_of=projection.decodes
+            )
+            async for batch in batches:
                 events += await apply_in_transaction(swap, shadow.checkpoint, batch, shadow.apply)
     # The copies may be ahead of the live tables (the projector lagged): the projection's
     # checkpoints move to where the copies are, so nothing they hold is applied again.

@@ -20,7 +20,8 @@ order's events all live in one partition, as do a SKU's catalog events.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Collection
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,10 +43,14 @@ async def replay(
     after: StreamPosition = BEGINNING,
     until: StreamPosition | None = None,
     page: int = PAGE,
+    payloads_of: Collection[str] | None = None,
 ) -> AsyncIterator[list[Recorded]]:
     """Batches of the partition's events after ``after`` (up to ``until``), in stream order.
 
     Without ``until`` it ends once it has caught up with the stream as of its last snapshot.
+    With ``payloads_of`` (event names), events read from the archive carry their payload
+    only if named there (the others carry empty bytes: their attributes are all a reader
+    gets, and decoding their data fails loudly).
     """
     stream = partition.stream
     last = after
@@ -61,7 +66,15 @@ async def replay(
             inclusive = False
             if until is not None and (first is None or first > until):
                 bound, inclusive = until, True
-            archived = _archived(connection, stream, last, bound, inclusive=inclusive, page=page)
+            archived = _archived(
+                connection,
+                stream,
+                last,
+                bound,
+                inclusive=inclusive,
+                page=page,
+                payloads_of=payloads_of,
+            )
             async for batch in archived:
                 last = batch[-1].position
                 yield batch
@@ -78,14 +91,30 @@ async def replay(
 
 # Keyset pages in stream order, served by the event_archive_position index. Run on the driver
 # connection: at a million rows, building SQLAlchemy rows costs as much as the query.
-_ARCHIVED = f"""
-    SELECT entry_ms, entry_seq, payload, source, id, type, subject, time FROM {event_archive.name}
-    WHERE stream = $1 AND (entry_ms, entry_seq) > ($2, $3) {{bound}}
+_ARCHIVED = """
+    SELECT entry_ms, entry_seq, {payload}, source, id, type, subject, time
+    FROM {table}
+    WHERE stream = $1 AND (entry_ms, entry_seq) > ($2, $3) {bound}
     ORDER BY entry_ms, entry_seq LIMIT $4
 """
-_BELOW = _ARCHIVED.format(bound="AND (entry_ms, entry_seq) < ($5, $6)")
-_UP_TO = _ARCHIVED.format(bound="AND (entry_ms, entry_seq) <= ($5, $6)")
-_UNBOUNDED = _ARCHIVED.format(bound="")
+_BOUNDS = {
+    None: "",
+    False: "AND (entry_ms, entry_seq) < ($5, $6)",
+    True: "AND (entry_ms, entry_seq) <= ($5, $6)",
+}
+
+
+@functools.cache
+def _archived_query(inclusive: bool | None, only_some_payloads: bool) -> str:
+    """The page query; ``inclusive`` None: no bound. With ``only_some_payloads`` the last
+    parameter lists the event names whose payloads are wanted (the others come back NULL)."""
+    names = "$5" if inclusive is None else "$7"
+    payload = (
+        f"CASE WHEN split_part(type, '.', 2) = ANY({names}::text[]) THEN payload END"
+        if only_some_payloads
+        else "payload"
+    )
+    return _ARCHIVED.format(payload=payload, table=event_archive.name, bound=_BOUNDS[inclusive])
 
 
 async def _archived(
@@ -96,17 +125,18 @@ async def _archived(
     *,
     inclusive: bool,
     page: int,
+    payloads_of: Collection[str] | None,
 ) -> AsyncIterator[list[Recorded]]:
     # The same connection, so the same transaction as the caller's own statements.
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
+    query = _archived_query(None if bound is None else inclusive, payloads_of is not None)
+    extra: list[object] = [] if bound is None else [bound.ms, bound.seq]
+    if payloads_of is not None:
+        extra.append(list(payloads_of))
     last = after
     while True:
-        if bound is None:
-            rows = await driver.fetch(_UNBOUNDED, stream, last.ms, last.seq, page)
-        else:
-            query = _UP_TO if inclusive else _BELOW
-            rows = await driver.fetch(query, stream, last.ms, last.seq, page, *bound)
+        rows = await driver.fetch(query, stream, last.ms, last.seq, page, *extra)
         if not rows:
             return
         # Not decoded: the columns say what a projection needs to choose (see Recorded).
@@ -114,7 +144,7 @@ async def _archived(
             Recorded(
                 stream,
                 StreamPosition(ms, seq),
-                payload,
+                payload or b"",
                 source=source,
                 id=event_id,
                 type=event_type,
