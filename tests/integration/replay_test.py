@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
+from contracts import OrderPlaced
 from contracts.testing import order_mix
 from eventbus.appender import EventAppender, PendingAppend
 from eventbus.consumer import ConsumerConfig, StreamConsumer, StreamEntry
@@ -169,6 +170,6 @@ async def test_only_the_named_events_bring_their_payload_from_the_archive(
         if r.name != "OrderPlaced" and (r.stream, str(r.position)) not in in_redis
     ]
     assert len(placed) == 20 and others
-    assert all(r.event.order_id == r.subject for r in placed)  # type: ignore[attr-defined]
+    assert all(isinstance(r.event, OrderPlaced) and r.event.order_id == r.subject for r in placed)
     assert all(r.payload == b"" for r in others)
     assert all(r.type and r.time for r in others)  # their attributes are all there
