@@ -21,11 +21,13 @@ from orderly_platform.runtime import tune_gc_for_throughput
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import redacted, require_endpoint
 from projections.rebuild import (
+    Difference,
     RebuildRefused,
     RebuildResult,
     Workers,
     events_to_replay,
     rebuild,
+    verify,
 )
 from projections.registry import PROJECTIONS
 from projections.status import ProjectionLag, projection_lag
@@ -109,6 +111,34 @@ def rebuild_command(
             f"({rate:,.0f} events/s); the new tables are live"
         ],
     )
+
+
+@projections_group.command("verify")
+@click.argument("names", metavar="[NAME]...", nargs=-1, type=click.Choice(REBUILDABLE))
+@stack_options
+def verify_command(settings: Settings, as_json: bool, names: tuple[str, ...]) -> None:
+    """Compare each read model (all by default) with a fresh replay of the events, row for
+    row, without changing it; exits non-zero when one differs (then rebuild it)."""
+    partitions = topology(settings).all_partitions()
+    chosen = [PROJECTIONS[name] for name in dict.fromkeys(names or REBUILDABLE)]
+
+    async def run(redis: aioredis.Redis, engine: AsyncEngine) -> list[Difference]:
+        return await verify(redis, engine, chosen, partitions)
+
+    try:
+        differences = _on_read_models(settings, run)
+    except RebuildRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    lines = [f"{p.name}: equal to a fresh replay" for p in chosen]
+    if differences:
+        lines = [
+            f"{d.projection}.{d.table}: {d.only_live} rows only live, {d.only_replayed} only in"
+            f" the replay (e.g. {', '.join(d.examples)})"
+            for d in differences
+        ]
+    emit(as_json, {"equal": not differences, "differences": differences}, lines)
+    if differences:
+        raise SystemExit(1)
 
 
 def _on_read_models(

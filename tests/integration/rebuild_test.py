@@ -25,9 +25,10 @@ from projections.checkpointed import apply_exactly_once
 from projections.inventory import INVENTORY
 from projections.orders import ORDERS_PROJECTION
 from projections.projection import Projection
-from projections.rebuild import RebuildRefused, Workers, events_to_replay, rebuild
+from projections.rebuild import RebuildRefused, Workers, events_to_replay, rebuild, verify
 from projections.recorded import Recorded
 from projections.replay import replay
+from projections.tables import inventory as inventory_table
 from projections.trimming import trim_streams
 from tests.databases import fresh_database
 
@@ -191,3 +192,33 @@ async def test_the_archive_is_not_rebuilt_and_one_rebuild_runs_at_a_time(
     # The refused rebuild released the lock it had taken on inventory.
     result = await rebuild(redis, engine, [INVENTORY, ORDERS_PROJECTION], PARTITIONS)
     assert result.events == 0
+
+
+async def test_verify_finds_live_tables_equal_to_a_replay_until_a_row_is_damaged(
+    redis: aioredis.Redis, engine: AsyncEngine
+) -> None:
+    events = list(order_mix(60, skus=5, start=START))
+    appender = EventAppender(redis, TOPOLOGY)
+    await appender.append_batch([PendingAppend(e) for e in events[:200]])
+    consumers = [live(redis, engine, p) for p in (ARCHIVE, *REBUILT)]
+    await drain(*consumers)  # partly archived and trimmed: the replay reads both sources
+    await appender.append_batch([PendingAppend(e) for e in events[200:]])
+    await drain(*consumers[1:])  # the read models are ahead of the archive
+
+    assert await verify(redis, engine, REBUILT, PARTITIONS) == []
+    assert not {s for s in await schemas(engine) if s.startswith("rebuild_")}
+
+    async with engine.begin() as connection:
+        damaged = await connection.scalar(
+            sa.update(inventory_table)
+            .where(
+                inventory_table.c.sku
+                == sa.select(sa.func.min(inventory_table.c.sku)).scalar_subquery()
+            )
+            .values(on_hand=inventory_table.c.on_hand + 1)
+            .returning(inventory_table.c.sku)
+        )
+    [difference] = await verify(redis, engine, REBUILT, PARTITIONS)
+    assert (difference.projection, difference.table) == ("inventory", "inventory")
+    assert (difference.only_live, difference.only_replayed) == (1, 1)
+    assert difference.examples == [damaged]
