@@ -85,7 +85,9 @@ class DeadLetters:
         return _dead_letter(partition, *entries[0])
 
     async def requeue(self, address: str) -> str:
-        """Append the event to its stream again; every group will see it as a new entry."""
+        """Append the event to its stream again, as a new entry marked ``requeued_for`` the
+        group that dead-lettered it: consumers of other groups ack it unhandled (they
+        handled the original), and a replay skips it unless that group is the archive."""
         partition, entry_id = await self._locate(address)
         new_id = await REQUEUE.run(
             self.redis, [partition.dead_letters, partition.stream], [entry_id]

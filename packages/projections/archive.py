@@ -12,7 +12,8 @@ from projections.recorded import Recorded
 
 
 def archive_writer(event_archive: sa.Table) -> Apply:
-    # A requeued dead letter is a new entry of an event already archived: keep the first.
+    # An event already archived may come again under a new entry id (a dead letter requeued
+    # with no group recorded, so for every group): keep the first.
     statement = insert(event_archive).on_conflict_do_nothing()
 
     async def apply(connection: AsyncConnection, records: list[Recorded]) -> None:
