@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from contracts import (
     Event,
@@ -60,7 +60,10 @@ class Recorded:
         self.name = _NAMES.get(type) or _name_of(type)
         self.category = CATEGORY_OF_NAME[self.name]  # orders or catalog
         self.subject = subject
-        self.time = time
+        # In UTC whatever offset the sender wrote, as the archive's column comes back: a
+        # timeline applied live must equal a rebuilt one. Nearly every time is UTC already,
+        # and checking that is cheaper than converting a million of them in a replay.
+        self.time = time if time.tzinfo is UTC else time.astimezone(UTC)
         self._event: Event | None = None
 
     @classmethod
