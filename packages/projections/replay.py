@@ -14,6 +14,10 @@ Positions only move forward, each step reads strictly after the last one, so not
 twice; and what lies between the last position and the next page is always in one of the
 two sources at the instant of the snapshot, so nothing is skipped.
 
+Not every entry in Redis is history: a dead letter requeued for a group other than the
+archive is a second copy of an event (see ``requeued_copy_is_history``), and an entry that
+cannot be decoded was dead-lettered by every consumer; a replay skips both.
+
 Entries are grouped by partition because that is the order every projection relies on: an
 order's events all live in one partition, as do a SKU's catalog events.
 """
@@ -26,11 +30,16 @@ from collections.abc import AsyncIterator, Collection
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contracts import ContractError
 from eventbus.scripts import as_text
 from eventbus.topology import Partition
+from orderly_platform.logs import get_logger
+from projections.archive import ARCHIVE
 from projections.positions import BEGINNING, StreamPosition
 from projections.recorded import Recorded
 from projections.tables import event_archive
+
+log = get_logger(__name__)
 
 PAGE = 5_000
 
@@ -79,14 +88,52 @@ async def replay(
                 last = batch[-1].position
                 yield batch
         if tail:
-            batch = [
-                Recorded.decode(stream, StreamPosition.parse(as_text(entry_id)), fields[b"event"])
-                for entry_id, fields in tail
-            ]
-            last = batch[-1].position
-            yield batch
+            batch = _history_in(stream, tail)
+            # Past the whole page, skipped entries included, or the next step reads it again.
+            last = StreamPosition.parse(as_text(tail[-1][0]))
+            if batch:
+                yield batch
         if len(tail) < page:
             return  # caught up with the snapshot: what came since is for the next replay
+
+
+def _history_in(stream: str, tail: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Recorded]:
+    """The entries of a page read from Redis that belong to the stream's history."""
+    records = []
+    for entry_id, fields in tail:
+        requeued_for = fields.get(b"requeued_for")
+        if requeued_for is not None and not requeued_copy_is_history(as_text(requeued_for)):
+            continue
+        position = StreamPosition.parse(as_text(entry_id))
+        try:
+            # No "event" field decodes as empty bytes and fails, as it does in a consumer.
+            records.append(Recorded.decode(stream, position, fields.get(b"event", b"")))
+        except ContractError as exc:
+            # Live consumers dead-letter such an entry, so no projection ever applied it and
+            # the archive never held it: a replay leaves it out too, rather than failing.
+            log.warning(
+                "replay skips an undecodable entry",
+                stream=stream,
+                entry_id=str(position),
+                error=str(exc),
+            )
+    return records
+
+
+def requeued_copy_is_history(requeued_for: str) -> bool:
+    """Whether a dead letter requeued for the group ``requeued_for`` (a new stream entry, a
+    copy of an event whose original entry is older) belongs to the history replays yield.
+
+    Requeued for the archive: the archive dead-lettered the original, so it never held it,
+    and trimming has passed it since, so the copy is the only record of the event there is.
+    (Trimming passes it once the archive has applied a later entry of the partition; in a
+    partition quiet since, that is the copy itself, and a replay between the requeue and
+    the next trim meets the original and the copy both.)
+    Requeued for any other group: the original is archived (or still in the stream) and is
+    the historical record; the copy only redelivers it to that group (the others ack it
+    unhandled), so a replay yielding it too would apply the event twice.
+    """
+    return requeued_for == ARCHIVE.name
 
 
 # Keyset pages in stream order, served by the event_archive_position index. Run on the driver

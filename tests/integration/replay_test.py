@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest_asyncio
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 import migrations
-from contracts import OrderPlaced
-from contracts.testing import order_mix
+from contracts import EventEnvelope, OrderPlaced, new_envelope
+from contracts.testing import CONFIRMED, order_history, order_mix
 from eventbus.appender import EventAppender, PendingAppend
 from eventbus.consumer import ConsumerConfig, StreamConsumer, StreamEntry
-from eventbus.topology import Topology
+from eventbus.dead_letters import DeadLetters
+from eventbus.topology import ORDERS, Partition, Topology
 from orderly_platform.database import create_engine
 from orderly_platform.embedded import PostgresServer
 from projections.archive import ARCHIVE
@@ -43,16 +46,39 @@ async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def archiver(redis: aioredis.Redis, engine: AsyncEngine) -> StreamConsumer:
-    """Archives each batch, then trims exactly as far as is safe, as the projector does."""
+def archiver(
+    redis: aioredis.Redis, engine: AsyncEngine, *, refusing: Collection[str] = ()
+) -> StreamConsumer:
+    """Archives each batch, then trims exactly as far as is safe, as the projector does.
+
+    It fails on the events whose ids are in ``refusing``, which go to the dead letters."""
 
     async def handle(entries: Sequence[StreamEntry]) -> None:
         records = [Recorded.of(entry) for entry in entries]
+        if any(record.id in refusing for record in records):
+            raise ValueError("refused")
         await apply_exactly_once(engine, ARCHIVE.name, records, ARCHIVE.apply)
         await trim_streams(redis, engine, PARTITIONS, approximate=False)
 
     config = ConsumerConfig(group=ARCHIVE.name, consumer="a", block_ms=10, batch_size=40)
+    if refusing:
+        config = replace(config, max_deliveries=1, retry_backoff_s=0.0)
     return StreamConsumer(redis, PARTITIONS, handle, config)
+
+
+async def drain(consumer: StreamConsumer) -> None:
+    await consumer.ensure_groups()
+    while await consumer.run_once():
+        pass
+
+
+async def archive_and_trim(
+    redis: aioredis.Redis, engine: AsyncEngine, *, refusing: Collection[str] = ()
+) -> None:
+    """Archive all there is, then trim once more: a batch cannot trim itself (it is pending
+    while it is handled)."""
+    await drain(archiver(redis, engine, refusing=refusing))
+    await trim_streams(redis, engine, PARTITIONS, approximate=False)
 
 
 async def replay_everything(
@@ -173,3 +199,137 @@ async def test_only_the_named_events_bring_their_payload_from_the_archive(
     assert all(isinstance(r.event, OrderPlaced) and r.event.order_id == r.subject for r in placed)
     assert all(r.payload == b"" for r in others)
     assert all(r.type and r.time for r in others)  # their attributes are all there
+
+
+# --- what in Redis is not history: requeued copies, undecodable entries ---------------------
+
+
+def one_order(order_id: str = "o-1") -> list[EventEnvelope]:
+    return [
+        new_envelope(event, source="/replay", subject=order_id)
+        for event in order_history(order_id, CONFIRMED)
+    ]
+
+
+def partition_of(envelope: EventEnvelope) -> Partition:
+    return TOPOLOGY.partition(ORDERS, envelope.subject)
+
+
+async def replayed(
+    redis: aioredis.Redis, engine: AsyncEngine, partition: Partition, page: int = 3
+) -> list[Recorded]:
+    async with engine.connect() as connection:
+        return [
+            record
+            async for batch in replay(redis, connection, partition, page=page)
+            for record in batch
+        ]
+
+
+async def requeue_the_dead_letter(redis: aioredis.Redis, group: str) -> None:
+    dead_letters = DeadLetters(redis, PARTITIONS)
+    [letter] = await dead_letters.list()
+    assert letter.group == group
+    await dead_letters.requeue(letter.address)
+
+
+async def test_a_copy_requeued_for_another_group_is_not_replayed(
+    redis: aioredis.Redis, engine: AsyncEngine
+) -> None:
+    events = one_order()
+    failed = events[2]
+    partition = partition_of(failed)
+    await EventAppender(redis, TOPOLOGY).append_batch([PendingAppend(e) for e in events])
+
+    async def refuse(entries: Sequence[StreamEntry]) -> None:
+        if any(Recorded.of(entry).id == failed.id for entry in entries):
+            raise ValueError("refused")
+
+    config = ConsumerConfig(
+        group="orders", consumer="o", block_ms=10, max_deliveries=1, retry_backoff_s=0.0
+    )
+    await drain(StreamConsumer(redis, PARTITIONS, refuse, config))
+    await archive_and_trim(redis, engine)  # every original, trimmed from Redis
+    await requeue_the_dead_letter(redis, "orders")
+    [(_, copy)] = await redis.xrange(partition.stream)
+    assert copy[b"requeued_for"] == b"orders"
+
+    # The original, from the archive, is the record; the copy in Redis is skipped.
+    assert [r.id for r in await replayed(redis, engine, partition)] == [e.id for e in events]
+    await archive_and_trim(redis, engine)  # acks the copy unhandled: it stays
+    assert await redis.xlen(partition.stream) == 1
+    assert [r.id for r in await replayed(redis, engine, partition)] == [e.id for e in events]
+
+
+async def test_a_copy_requeued_for_the_archive_is_replayed_once(
+    redis: aioredis.Redis, engine: AsyncEngine
+) -> None:
+    events = one_order()
+    failed = events[2]
+    partition = partition_of(failed)
+    await EventAppender(redis, TOPOLOGY).append_batch([PendingAppend(e) for e in events])
+    await archive_and_trim(redis, engine, refusing={failed.id})
+    # Trimming passed the original: the archive applied the entries after it.
+    assert await redis.xlen(partition.stream) == 0
+    await requeue_the_dead_letter(redis, ARCHIVE.name)
+    [(copy_id, copy)] = await redis.xrange(partition.stream)
+    assert copy[b"requeued_for"] == ARCHIVE.name.encode()
+    history = [e.id for e in events if e is not failed] + [failed.id]
+
+    # The copy, from Redis, is the only record of the event: once, at the copy's place.
+    records = await replayed(redis, engine, partition)
+    assert [r.id for r in records] == history
+    assert str(records[-1].position) == copy_id.decode()
+    await archive_and_trim(redis, engine)  # archives the copy, and trims it
+    assert await redis.xlen(partition.stream) == 0
+    records = await replayed(redis, engine, partition)
+    assert [r.id for r in records] == history
+    assert str(records[-1].position) == copy_id.decode()
+
+
+async def test_replay_skips_an_undecodable_entry_with_a_warning(
+    redis: aioredis.Redis, engine: AsyncEngine
+) -> None:
+    events = one_order()
+    partition = partition_of(events[0])
+    appender = EventAppender(redis, TOPOLOGY)
+    await appender.append_batch([PendingAppend(e) for e in events[:2]])
+    # Consumers dead-letter each of these: no event field, not JSON, not a CloudEvent.
+    bad = [
+        (await redis.xadd(partition.stream, fields)).decode()
+        for fields in (
+            {"note": "written by hand"},
+            {"event": b"not json"},
+            {"event": b'{"specversion": "1.0"}'},
+        )
+    ]
+    await appender.append_batch([PendingAppend(e) for e in events[2:]])
+
+    with capture_logs() as logs:
+        records = await replayed(redis, engine, partition, page=2)  # one page all bad
+
+    assert [r.id for r in records] == [e.id for e in events]
+    warnings = [log for log in logs if log["log_level"] == "warning"]
+    assert [(w["stream"], w["entry_id"]) for w in warnings] == [
+        (partition.stream, entry_id) for entry_id in bad
+    ]
+
+
+async def test_a_time_sent_with_an_offset_replays_as_it_was_applied_live(
+    redis: aioredis.Redis, engine: AsyncEngine
+) -> None:
+    sent = datetime(2026, 11, 28, 11, 30, tzinfo=timezone(timedelta(hours=2)))
+    event = order_history("o-1", CONFIRMED)[0]
+    placed = new_envelope(event, source="/replay", subject="o-1", time=sent)
+    partition = partition_of(placed)
+    await EventAppender(redis, TOPOLOGY).append_batch([PendingAppend(placed)])
+    [(entry_id, fields)] = await redis.xrange(partition.stream)
+    assert b"+02:00" in fields[b"event"]  # the stream keeps what the sender wrote
+    position = StreamPosition.parse(entry_id.decode())
+    live = Recorded.decode(partition.stream, position, fields[b"event"])
+    await archive_and_trim(redis, engine)  # the replay reads the archive
+    assert await redis.xlen(partition.stream) == 0
+
+    [from_archive] = await replayed(redis, engine, partition)
+    assert live.time == from_archive.time == sent
+    assert live.time.isoformat() == from_archive.time.isoformat() == "2026-11-28T09:30:00+00:00"
