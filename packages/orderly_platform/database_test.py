@@ -1,6 +1,6 @@
 import pytest
 
-from orderly_platform.database import sqlalchemy_url
+from orderly_platform.database import create_engine, sqlalchemy_url
 
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+asyncpg"])
@@ -13,3 +13,15 @@ def test_any_postgres_scheme_becomes_the_asyncpg_dialect(scheme: str) -> None:
 def test_other_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError, match="not a PostgreSQL URL"):
         sqlalchemy_url(url)
+
+
+async def test_engines_ping_a_pooled_connection_before_use_unless_told_not_to() -> None:
+    # A pooled connection is dead after a Postgres restart: the ping replaces it unseen.
+    url = "postgresql://user:pw@db:5432/orderly"  # nothing connects: no server needed
+    pinging, trusting = create_engine(url), create_engine(url, pool_pre_ping=False)
+    try:
+        assert pinging.sync_engine.pool._pre_ping
+        assert not trusting.sync_engine.pool._pre_ping
+    finally:
+        await pinging.dispose()
+        await trusting.dispose()

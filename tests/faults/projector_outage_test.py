@@ -34,7 +34,8 @@ DATABASE = "projector_outage"
 
 @pytest_asyncio.fixture
 async def engine(postgres_server: PostgresServer) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(await fresh_database(postgres_server, DATABASE), pool_pre_ping=True)
+    # The production default (pool_pre_ping) is what lets the pool outlive the restart.
+    engine = create_engine(await fresh_database(postgres_server, DATABASE))
     yield engine
     await engine.dispose()
 
