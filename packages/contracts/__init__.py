@@ -68,7 +68,10 @@ from contracts.events import (
     PaymentCaptured,
     PaymentDeclined,
     PaymentRefunded,
+    StockCommitted,
     StockReceived,
+    StockReleased,
+    StockReserved,
     event_type_of,
 )
 from contracts.upcasting import CURRENT_TYPES, UPCASTERS, Upcaster, current_type_of, upcast
@@ -116,7 +119,10 @@ __all__ = [
     "PlaceOrder",
     "RefundPayment",
     "SchemaViolation",
+    "StockCommitted",
     "StockReceived",
+    "StockReleased",
+    "StockReserved",
     "UnknownEventType",
     "UnsupportedSpecVersion",
     "Upcaster",

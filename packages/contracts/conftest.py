@@ -27,7 +27,10 @@ from contracts.events import (
     PaymentCaptured,
     PaymentDeclined,
     PaymentRefunded,
+    StockCommitted,
     StockReceived,
+    StockReleased,
+    StockReserved,
 )
 from contracts.values import OrderItem, OrderLine
 
@@ -97,6 +100,9 @@ SAMPLE_FACTORIES: dict[str, Callable[[], Event]] = {
         sku="SKU-1", price=1250, currency="EUR", on_hand=40
     ),
     "orderly.StockReceived.v1": lambda: StockReceived(sku="SKU-1", quantity=12, warehouse="wh-1"),
+    "orderly.StockReserved.v1": lambda: StockReserved(sku="SKU-1", quantity=2, order_id=ORDER_ID),
+    "orderly.StockCommitted.v1": lambda: StockCommitted(sku="SKU-1", quantity=2, order_id=ORDER_ID),
+    "orderly.StockReleased.v1": lambda: StockReleased(sku="SKU-1", quantity=2, order_id=ORDER_ID),
 }
 
 

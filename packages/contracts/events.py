@@ -220,6 +220,41 @@ class StockReceived(DomainEvent, frozen=True, kw_only=True, tag="orderly.StockRe
     warehouse: WarehouseId
 
 
+# The inventory service's moves of one SKU's stock for one order, appended to the SKU's
+# catalog stream in the same atomic step as the move itself (see ``inventory.stock``). They
+# sit in one stream with the catalog updates and deliveries, so folding that stream in order
+# gives the SKU's stock exactly as Redis holds it; the order-level Inventory* events do not,
+# because an order stream has no defined order relative to a catalog stream.
+
+
+class StockReserved(DomainEvent, frozen=True, kw_only=True, tag="orderly.StockReserved.v1"):
+    """Units of the SKU were held for an order: ``reserved`` rose by ``quantity``."""
+
+    sku: Sku
+    quantity: Quantity
+    order_id: OrderId
+
+
+class StockCommitted(DomainEvent, frozen=True, kw_only=True, tag="orderly.StockCommitted.v1"):
+    """An order's held units left stock: ``reserved`` and ``on_hand`` fell by ``quantity``.
+
+    ``on_hand`` never falls below zero: a catalog count set below what was reserved leaves
+    fewer units than the order holds, and only those can leave.
+    """
+
+    sku: Sku
+    quantity: Quantity
+    order_id: OrderId
+
+
+class StockReleased(DomainEvent, frozen=True, kw_only=True, tag="orderly.StockReleased.v1"):
+    """An order's held units are available again: ``reserved`` fell by ``quantity``."""
+
+    sku: Sku
+    quantity: Quantity
+    order_id: OrderId
+
+
 Event: TypeAlias = (
     OrderPlaced
     | OrderCancellationRequested
@@ -238,6 +273,9 @@ Event: TypeAlias = (
     | PaymentRefunded
     | CatalogItemUpdated
     | StockReceived
+    | StockReserved
+    | StockCommitted
+    | StockReleased
 )
 """The current version of every event: what decoding returns and consumers match on."""
 

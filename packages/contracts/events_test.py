@@ -39,6 +39,9 @@ EXPECTED_TYPES = {
     "orderly.PaymentRefunded.v1",
     "orderly.CatalogItemUpdated.v1",
     "orderly.StockReceived.v1",
+    "orderly.StockReserved.v1",
+    "orderly.StockCommitted.v1",
+    "orderly.StockReleased.v1",
 }
 NOT_ABOUT_AN_ORDER = {"orderly.CatalogItemUpdated.v1", "orderly.StockReceived.v1"}
 

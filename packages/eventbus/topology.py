@@ -16,7 +16,11 @@ CATALOG = "catalog"
 CATEGORIES = (ORDERS, CATALOG)
 
 # Events about a SKU; every other event is about an order (its subject is the order id).
-_CATALOG_EVENTS = frozenset({"CatalogItemUpdated", "StockReceived"})
+# The inventory service's per-SKU stock moves are among them: they must be ordered with the
+# catalog updates and deliveries of their SKU.
+_CATALOG_EVENTS = frozenset(
+    {"CatalogItemUpdated", "StockReceived", "StockReserved", "StockCommitted", "StockReleased"}
+)
 
 
 def category_of(event_type: str) -> str:
@@ -66,6 +70,14 @@ class Partition:
         if self.category != CATALOG:
             raise ValueError(f"a catalog item lives in a catalog partition, not {self.tag}")
         return f"orderly:catalog-item:{self.tag}:{sku}"
+
+    def reservation_key(self, order_id: str, sku: str) -> str:
+        """What an order holds of a SKU (or was refused), kept beside the SKU's catalog entry
+        in this (catalog) partition so that one script moves both. The SKU comes last: it
+        has no ':' (its pattern forbids it), so the key names one (order, SKU) pair."""
+        if self.category != CATALOG:
+            raise ValueError(f"a reservation lives in a catalog partition, not {self.tag}")
+        return f"orderly:reservation:{self.tag}:{order_id}:{sku}"
 
     def idempotency_key(self, digest: str) -> str:
         """A request's idempotency record, by the digest of its client's key (orders only)."""

@@ -7,6 +7,8 @@ from eventbus.topology import CATALOG, ORDERS, Partition, category_of, partition
 def test_catalog_events_and_order_events_go_to_their_categories() -> None:
     assert category_of("orderly.StockReceived.v1") == CATALOG
     assert category_of("orderly.CatalogItemUpdated.v1") == CATALOG
+    for stock_move in ("StockReserved", "StockCommitted", "StockReleased"):
+        assert category_of(f"orderly.{stock_move}.v1") == CATALOG
     assert category_of("orderly.OrderPlaced.v2") == ORDERS
     assert category_of("orderly.PaymentCaptured.v1") == ORDERS
 
@@ -30,7 +32,9 @@ def test_every_key_of_a_partition_is_in_one_cluster_hash_slot() -> None:
     assert len({key_slot(key.encode()) for key in keys}) == 1
     catalog = Partition(CATALOG, 3)
     item = catalog.catalog_item_key("SKU-1")
+    reservation = catalog.reservation_key("order-{7}:x", "SKU-1")  # braces in an id change nothing
     assert key_slot(item.encode()) == key_slot(catalog.stream.encode())
+    assert key_slot(reservation.encode()) == key_slot(catalog.stream.encode())
 
 
 def test_a_partition_holds_the_keys_tagged_with_its_own_hash_tag_only() -> None:
@@ -48,3 +52,5 @@ def test_catalog_items_and_idempotency_records_live_in_their_own_categories() ->
         Partition(ORDERS, 0).catalog_item_key("SKU-1")
     with pytest.raises(ValueError):
         Partition(CATALOG, 0).idempotency_key("abc")
+    with pytest.raises(ValueError):
+        Partition(ORDERS, 0).reservation_key("order-1", "SKU-1")
