@@ -1,4 +1,5 @@
-"""The Lua scripts shipped beside this package, run by SHA, and decoding Redis replies."""
+"""Lua scripts shipped beside a package (this one, or one above it), run by SHA, and decoding
+Redis replies."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ class LuaScript:
     source: str
 
     @classmethod
-    def named(cls, name: str) -> LuaScript:
-        return cls(resources.files("eventbus").joinpath(name).read_text())
+    def named(cls, name: str, package: str = "eventbus") -> LuaScript:
+        """The script ``name`` shipped as a resource of ``package`` (this one by default)."""
+        return cls(resources.files(package).joinpath(name).read_text())
 
     @property
     def sha(self) -> str:

@@ -1,1 +1,2 @@
-"""Stock kept in Redis beside the catalog streams: the live catalog entry of every SKU."""
+"""Stock kept in Redis beside the catalog streams: the live catalog entry of every SKU, and
+the inventory service that reserves, commits and releases it for orders."""

@@ -8,7 +8,9 @@ XADD: ``CatalogItemUpdated`` sets price, currency and on_hand, ``StockReceived``
 quantity to on_hand. So the copy is what the SKU's stream folds to (the values the inventory
 projection arrives at later), a retried event never moves it twice, and a reader sees a
 catalog change as soon as the request that made it has been answered. It is the stock level
-the inventory service reserves against.
+the inventory service reserves against: that service keeps a ``reserved`` field in the same
+hash, moved together with ``on_hand`` by its per-SKU stock events (``inventory.stock``), which
+it appends to the same stream in the same atomic step, so the rule above holds for them too.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from contracts import CatalogItemUpdated, EventEnvelope, StockReceived
 from eventbus.appender import SideWrite
 from eventbus.topology import CATALOG, Topology
 
-PRICE, CURRENCY, ON_HAND = "price", "currency", "on_hand"
+PRICE, CURRENCY, ON_HAND, RESERVED = "price", "currency", "on_hand", "reserved"
 
 
 class CatalogItem(msgspec.Struct, frozen=True, kw_only=True):
