@@ -1,15 +1,23 @@
 """The inventory read model: on hand, reserved and price per SKU.
 
-The catalog sets a SKU's price and on-hand count; warehouse deliveries add stock; the saga's
-inventory events move stock into and out of ``reserved`` (available = on_hand - reserved).
-A batch is folded per SKU and written with two statements, whatever its size.
+The catalog sets a SKU's price and on-hand count; warehouse deliveries add stock; the
+inventory service's per-SKU stock events move units into ``reserved`` (``StockReserved``),
+out of it (``StockReleased``) and out of stock altogether (``StockCommitted``); available =
+on_hand - reserved. A batch is folded per SKU and written with two statements, whatever its
+size.
 
 A read model must equal a replay of its events, and only events of one stream have an order
-that every reader agrees on. So ``on_hand``, which a catalog update sets outright, follows
-only the SKU's own catalog stream; ``reserved`` follows the order streams, which is safe
-because it only ever moves by increments and decrements, and those commute. Stock that an
-order consumes must therefore reach ``on_hand`` as an event of the SKU's catalog stream
-(the inventory service's job), not from the order's ``InventoryCommitted``.
+that every reader agrees on. So every column follows only the SKU's own catalog stream, where
+the inventory service appends each stock move in the same atomic step as it moves the SKU's
+live Redis entry (``inventory.stock``): folding that stream gives exactly what Redis holds.
+The order-level Inventory* events are not read: an order stream has no defined order
+relative to a catalog stream, so a rebuild could apply them elsewhere among a SKU's catalog
+updates and come out different.
+
+A commit takes ``on_hand`` down by its quantity but not below zero, as the Redis script does
+(a catalog count may be set below what is reserved). Clamped subtractions do not commute with
+additions, so the fold keeps the composition of a batch's steps in a form that does compose:
+``on_hand -> max(on_hand + delta, floor)``, with no floor until a commit sets one.
 """
 
 from __future__ import annotations
@@ -24,10 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import (
     CatalogItemUpdated,
-    InventoryCommitted,
-    InventoryReleased,
-    InventoryReserved,
+    StockCommitted,
     StockReceived,
+    StockReleased,
+    StockReserved,
 )
 from projections import tables
 from projections.projection import Apply, Projection
@@ -39,9 +47,9 @@ _STOCK_EVENTS = frozenset(
     for e in (
         CatalogItemUpdated,
         StockReceived,
-        InventoryReserved,
-        InventoryCommitted,
-        InventoryReleased,
+        StockReserved,
+        StockCommitted,
+        StockReleased,
     )
 )
 
@@ -55,7 +63,9 @@ class _Change(msgspec.Struct):
     price: int | None = None
     currency: str | None = None
     on_hand: int = 0
+    # on_hand after the batch = max(on_hand before (or as set) + on_hand_delta, on_hand_floor)
     on_hand_delta: int = 0
+    on_hand_floor: int | None = None
     reserved_delta: int = 0
     # The latest time among the SKU's events, not the time of the write, and the latest rather
     # than the last, so that the value does not depend on how streams interleave.
@@ -70,6 +80,7 @@ def inventory_writer(inventory: sa.Table) -> Apply:
         sa.column("currency", sa.Text),
         sa.column("on_hand", sa.BigInteger),
         sa.column("on_hand_delta", sa.BigInteger),
+        sa.column("on_hand_floor", sa.BigInteger),
         sa.column("reserved_delta", sa.BigInteger),
         sa.column("updated_at", TIMESTAMP(timezone=True)),
     )
@@ -84,7 +95,11 @@ def inventory_writer(inventory: sa.Table) -> Apply:
         sa.update(inventory)
         .where(inventory.c.sku == d.sku)
         .values(
-            on_hand=sa.case((d.catalogued, d.on_hand), else_=inventory.c.on_hand) + d.on_hand_delta,
+            # GREATEST ignores a NULL floor.
+            on_hand=sa.func.greatest(
+                sa.case((d.catalogued, d.on_hand), else_=inventory.c.on_hand) + d.on_hand_delta,
+                d.on_hand_floor,
+            ),
             reserved=inventory.c.reserved + d.reserved_delta,
             price=sa.case((d.catalogued, d.price), else_=inventory.c.price),
             currency=sa.case((d.catalogued, d.currency), else_=inventory.c.currency),
@@ -102,15 +117,23 @@ def inventory_writer(inventory: sa.Table) -> Apply:
             if isinstance(event, CatalogItemUpdated):
                 change = _change(changes, event.sku, at)
                 change.catalogued, change.price, change.currency = True, event.price, event.currency
-                change.on_hand, change.on_hand_delta = event.on_hand, 0
+                change.on_hand, change.on_hand_delta, change.on_hand_floor = event.on_hand, 0, None
             elif isinstance(event, StockReceived):
-                _change(changes, event.sku, at).on_hand_delta += event.quantity
-            elif isinstance(event, InventoryReserved):
-                for item in event.items:
-                    _change(changes, item.sku, at).reserved_delta += item.quantity
-            elif isinstance(event, InventoryCommitted | InventoryReleased):
-                for item in event.items:
-                    _change(changes, item.sku, at).reserved_delta -= item.quantity
+                change = _change(changes, event.sku, at)
+                change.on_hand_delta += event.quantity
+                if change.on_hand_floor is not None:
+                    change.on_hand_floor += event.quantity
+            elif isinstance(event, StockReserved):
+                _change(changes, event.sku, at).reserved_delta += event.quantity
+            elif isinstance(event, StockReleased):
+                _change(changes, event.sku, at).reserved_delta -= event.quantity
+            elif isinstance(event, StockCommitted):
+                change = _change(changes, event.sku, at)
+                change.reserved_delta -= event.quantity
+                # max(max(x + d, f) - q, 0) = max(x + (d - q), max(f - q, 0))
+                change.on_hand_delta -= event.quantity
+                floor = change.on_hand_floor
+                change.on_hand_floor = 0 if floor is None else max(floor - event.quantity, 0)
         if changes:
             # Sorted, so concurrent batches lock shared SKUs in one order.
             parameters: dict[str, Any] = rows_parameter(sorted(changes.values(), key=_sku))
