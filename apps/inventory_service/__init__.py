@@ -1,0 +1,1 @@
+"""The inventory service: reserves, commits and releases orders' stock in Redis."""

@@ -1,0 +1,3 @@
+from inventory_service.main import main
+
+main()
