@@ -1,0 +1,1 @@
+"""The payment provider simulator: an external PSP's charges and refunds, with its faults."""

@@ -1,0 +1,3 @@
+from payment_provider_sim.main import main
+
+main()
