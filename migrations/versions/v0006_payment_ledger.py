@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("provider_ref", sa.Text, nullable=True),
         sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("payment_token", sa.Text, nullable=True),
         sa.Column(
             "created_at", TIMESTAMP(timezone=True), nullable=False, server_default=sa.func.now()
         ),

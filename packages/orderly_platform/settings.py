@@ -27,6 +27,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     postgres_url: str | None = None
     temporal_address: str | None = None
     temporal_namespace: str = "default"
+    # The payment provider the payment service charges through (the simulator under `up`).
+    payment_provider_url: str | None = None
     api_token: str | None = None
     http_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     http_host: str = "127.0.0.1"
