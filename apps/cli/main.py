@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from cli.check import check_command
+from cli.demo import demo_command
 from cli.dlq import dlq_group
 from cli.migrate import migrate_command
 from cli.pending import pending_command
@@ -19,6 +21,8 @@ def orderly() -> None:
 
 
 orderly.add_command(up_command)
+orderly.add_command(demo_command)
+orderly.add_command(check_command)
 orderly.add_command(migrate_command)
 orderly.add_command(streams_command)
 orderly.add_command(pending_command)

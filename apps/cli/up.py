@@ -136,6 +136,9 @@ def _services(settings: Settings, stack: EmbeddedStack, token: str) -> list[Pyth
         "ORDERLY_STREAM_PARTITIONS": str(settings.stream_partitions),
         "ORDERLY_LOG_LEVEL": settings.log_level,
     }
+    # The simulator stands in for the payment provider; the payment service charges there.
+    provider = PythonService("payment-provider", "payment_provider_sim", stack.data_dir, env=env)
+    payments_env = {**env, "ORDERLY_PAYMENT_PROVIDER_URL": provider.url}
     return [
         PythonService(
             "order-service",
@@ -144,9 +147,12 @@ def _services(settings: Settings, stack: EmbeddedStack, token: str) -> list[Pyth
             env=env,
             port=settings.http_port or None,
         ),
+        provider,
         # Their HTTP ports serve only health checks; they are not endpoints users call.
         PythonService("projector", "projector", stack.data_dir, env=env),
         PythonService("saga-worker", "saga_worker", stack.data_dir, env=env),
+        PythonService("inventory-service", "inventory_service", stack.data_dir, env=env),
+        PythonService("payment-service", "payment_service", stack.data_dir, env=payments_env),
         PythonService("notification-service", "notification_service", stack.data_dir, env=env),
     ]
 
