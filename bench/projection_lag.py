@@ -70,7 +70,7 @@ import migrations
 from bench.publish import machine_busy_s, process_cpu_s
 from bench.running import BenchmarkFailed, run_and_report
 from contracts import Event, EventEnvelope, OrderItem, OrderPlaced, new_envelope
-from contracts.testing import OUTCOMES, SOURCE, WEIGHTS, order_history, order_mix
+from contracts.testing import OUTCOMES, SOURCE, WEIGHTS, order_history, order_mix, subject_of
 from eventbus.appender import AppendRefused, EventAppender, PendingAppend
 from eventbus.topology import Topology
 from orderly_platform.database import create_engine
@@ -517,7 +517,7 @@ def order_events(seed: int) -> Iterator[EventEnvelope]:
         if not in_flight[slot]:
             in_flight[slot] = in_flight[-1]
             in_flight.pop()
-        yield new_envelope(event, source=SOURCE, subject=order_id)
+        yield new_envelope(event, source=SOURCE, subject=subject_of(event, order_id))
 
 
 def placed_order(rng: random.Random) -> list[tuple[str, Event]]:
@@ -532,6 +532,7 @@ def placed_order(rng: random.Random) -> list[tuple[str, Event]]:
         rng.choices(OUTCOMES, WEIGHTS)[0],
         customer_id=f"c-{rng.randrange(CUSTOMERS)}",
         items=items,
+        stock_moves=True,
     )
     return [(order_id, event) for event in reversed(history)]
 

@@ -30,6 +30,9 @@ from contracts.events import (
     PaymentCaptured,
     PaymentDeclined,
     PaymentRefunded,
+    StockCommitted,
+    StockReleased,
+    StockReserved,
 )
 from contracts.values import OrderItem, OrderLine
 
@@ -48,8 +51,19 @@ def order_history(
     customer_id: str = "c-1",
     items: tuple[OrderItem, ...] = (OrderItem(sku="SKU-1", quantity=1),),
     unit_price: int = 1000,
+    stock_moves: bool = False,
 ) -> list[Event]:
-    """The events of one order's saga that ends with ``outcome``, in the order emitted."""
+    """The events of one order's saga that ends with ``outcome``, in the order emitted.
+
+    With ``stock_moves``, also the inventory service's per-SKU events (``StockReserved``...,
+    whose subject is the SKU: see ``subject_of``), each just before the answer it leads to.
+    """
+
+    def moved(kind: type[StockReserved | StockCommitted | StockReleased]) -> list[Event]:
+        if not stock_moves:
+            return []
+        return [kind(sku=i.sku, quantity=i.quantity, order_id=order_id) for i in items]
+
     lines = tuple(
         OrderLine(
             sku=i.sku,
@@ -70,7 +84,10 @@ def order_history(
         payment_token="tok_ok",
     )
     reserve = InventoryReservationRequested(order_id=order_id, items=items)
-    reserved = InventoryReserved(order_id=order_id, items=items)
+    reserved: list[Event] = [
+        *moved(StockReserved),
+        InventoryReserved(order_id=order_id, items=items),
+    ]
     if outcome == OUT_OF_STOCK:
         return [
             placed,
@@ -82,6 +99,7 @@ def order_history(
         ]
     release: list[Event] = [
         InventoryReleaseRequested(order_id=order_id, items=items),
+        *moved(StockReleased),
         InventoryReleased(order_id=order_id, items=items),
     ]
     if outcome == DECLINED:
@@ -91,7 +109,7 @@ def order_history(
         return [
             placed,
             reserve,
-            reserved,
+            *reserved,
             declined,
             *release,
             OrderRejected(order_id=order_id, reason="payment declined"),
@@ -114,7 +132,7 @@ def order_history(
         return [
             placed,
             reserve,
-            reserved,
+            *reserved,
             captured,
             OrderCancellationRequested(order_id=order_id, reason="customer request"),
             refunded,
@@ -124,9 +142,10 @@ def order_history(
     return [
         placed,
         reserve,
-        reserved,
+        *reserved,
         captured,
         InventoryCommitRequested(order_id=order_id, items=items),
+        *moved(StockCommitted),
         InventoryCommitted(order_id=order_id, items=items),
         OrderConfirmed(order_id=order_id),
     ]
@@ -135,8 +154,9 @@ def order_history(
 def order_mix(
     orders: int, *, skus: int = 100, customers: int = 1_000, seed: int = 7, start: datetime
 ) -> Iterator[EventEnvelope]:
-    """The catalog of ``skus`` items, then ``orders`` orders' histories, interleaved the way
-    concurrent sagas interleave (a few hundred orders in flight), a millisecond apart.
+    """The catalog of ``skus`` items, then ``orders`` orders' histories (with the inventory
+    service's per-SKU stock moves), interleaved the way concurrent sagas interleave (a few
+    hundred orders in flight), a millisecond apart.
 
     The same arguments give the same events, ids included."""
     rng = random.Random(seed)
@@ -165,6 +185,7 @@ def order_mix(
                 rng.choices(OUTCOMES, WEIGHTS)[0],
                 customer_id=f"c-{rng.randrange(customers)}",
                 items=items,
+                stock_moves=True,
             )
             in_flight.append([(order_id, e) for e in reversed(history)])
             placed += 1
@@ -174,7 +195,16 @@ def order_mix(
             in_flight[slot] = in_flight[-1]
             in_flight.pop()
         clock += timedelta(milliseconds=1)
-        yield new_envelope(event, source=SOURCE, subject=order_id, time=clock, id=_uuid(rng))
+        yield new_envelope(
+            event, source=SOURCE, subject=subject_of(event, order_id), time=clock, id=_uuid(rng)
+        )
+
+
+def subject_of(event: Event, order_id: str) -> str:
+    """An event's aggregate in an order's history: the SKU for a stock move, else the order."""
+    return (
+        event.sku if isinstance(event, StockReserved | StockCommitted | StockReleased) else order_id
+    )
 
 
 def _uuid(rng: random.Random) -> str:
