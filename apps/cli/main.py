@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from cli.check import check_command
@@ -32,4 +35,21 @@ orderly.add_command(sagas_group)
 
 
 def main() -> None:
-    orderly(prog_name="orderly")
+    try:
+        orderly(prog_name="orderly")
+    except SystemExit as exit_:
+        status = exit_.code
+    else:
+        status = 0
+    if not isinstance(status, int):
+        if status is not None:
+            click.echo(status, err=True)
+        status = 0 if status is None else 1
+    # End here, without the interpreter's finalization: the Temporal client's native threads
+    # (check, sagas) can outlive the event loop, and finalizing under them aborts the process
+    # (SIGABRT, "PyGILState_Release: thread state ... must be current") after its work is done,
+    # about one run in ten (temporalio/sdk-python#300). Every verb has finished and cleaned up
+    # by now; only the output buffers are left to flush.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
