@@ -16,6 +16,7 @@ the same requests in the same order loses the same replies.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -112,8 +113,11 @@ class Faults:
         }
         knobs = msgspec.structs.replace(self.knobs, **changes)
         if not isinstance(update.outage_for_s, msgspec.UnsetType):
-            now = round(self.uptime_s(), 3)
-            window = OutageWindow(start_s=now, end_s=round(now + update.outage_for_s, 3))
+            now = self.uptime_s()
+            # Rounded to the millisecond for the view, the start down: rounded up, it would
+            # lie ahead of now, and the outage would begin a moment after it was asked for.
+            start = math.floor(now * 1000) / 1000
+            window = OutageWindow(start_s=start, end_s=round(now + update.outage_for_s, 3))
             knobs = msgspec.structs.replace(knobs, outages=(*knobs.outages, window))
         self.knobs = knobs
 

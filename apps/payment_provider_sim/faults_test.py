@@ -38,6 +38,10 @@ def test_outage_for_s_ends_by_itself_and_the_switch_does_not() -> None:
     clock.now += 2
     assert not faults.in_outage()
 
+    clock.now += 0.0006  # an uptime that rounds up to the millisecond
+    faults.update(FaultsUpdate(outage_for_s=2))
+    assert faults.in_outage(), "the outage starts now, not a moment later"
+
     faults.update(FaultsUpdate(outage=True))
     clock.now += 1000
     assert faults.in_outage()
