@@ -87,6 +87,10 @@ class ConsumerConfig:
     max_retry_backoff_s: float = 30.0
     # Where a new group starts reading: "0" replays the whole stream, "$" only new entries.
     start_id: str = "0"
+    # After a batch that was not full, wait this long before reading again: light traffic
+    # is then handled in fewer, larger batches, for handlers whose cost is mostly per batch
+    # (a transaction and a checkpoint write each), at the price of this much more latency.
+    linger_ms: int = 0
 
 
 @dataclass
@@ -144,9 +148,13 @@ class StreamConsumer:
         # Renewed beside the work, so a handler that takes long (waiting out a database
         # outage, say) does not lose its partitions meanwhile.
         keeper = asyncio.create_task(self._keep_leases())
+        linger = self.config.linger_ms / 1000
         try:
             while not self.stopping:
-                await self.run_once()
+                handled = await self.run_once()
+                if linger and 0 < handled < self.config.batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), linger)
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,7 +1,7 @@
 """The consumer-group runtime against a real Redis, in one process."""
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 import redis.asyncio as aioredis
@@ -288,3 +288,26 @@ async def test_an_entry_acked_meanwhile_is_not_dead_lettered(redis: aioredis.Red
     await runner._move_to_dead_letters(entry)
     assert await DeadLetters(redis, PARTITIONS).count() == 0
     assert runner.stats.dead_lettered == 0
+
+
+async def test_lingering_gathers_light_traffic_into_one_batch(redis: aioredis.Redis) -> None:
+    await append_skus(redis, ["SKU-FIRST"])
+    handler = Recorder()
+    runner = consumer(redis, handler, linger_ms=1_000, block_ms=100)
+    running = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(_until(lambda: handler.applied == ["SKU-FIRST"]), 10)
+        # Appended one by one while the consumer lingers after its small batch.
+        for n in range(5):
+            await append_skus(redis, [f"SKU-{n}"])
+        await asyncio.wait_for(_until(lambda: len(handler.applied) == 6), 10)
+    finally:
+        runner.stop()
+        await running
+    assert len(handler.calls) == 2  # the first entry, then the five together
+    assert sorted(handler.calls[1]) == [f"SKU-{n}" for n in range(5)]
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
