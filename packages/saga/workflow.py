@@ -108,10 +108,16 @@ class OrderSaga:
         try:
             await self._saga(order)
         except asyncio.CancelledError:
-            # Cancelled through Temporal (an operator): compensate all the same, shielded
-            # from the cancellation, and end the order CANCELLED.
-            self._cancel_reason = self._cancel_reason or "cancelled by an operator"
-            await asyncio.shield(asyncio.ensure_future(self._cancel()))
+            # Cancelled through Temporal (an operator). Shielded from that cancellation: an
+            # order whose stock is being committed is confirmed (the stock is leaving, and a
+            # release would not bring it back); any other is compensated and CANCELLED.
+            if self._step == "committing":
+                # The request may have been cut off with its activity: ask again (a commit
+                # is once per order, and so is its answer).
+                await asyncio.shield(asyncio.ensure_future(self._commit_and_confirm(order)))
+            else:
+                self._cancel_reason = self._cancel_reason or "cancelled by an operator"
+                await asyncio.shield(asyncio.ensure_future(self._cancel()))
         return self.state()
 
     async def _saga(self, order: SagaInput) -> None:
@@ -180,6 +186,11 @@ class OrderSaga:
     async def _commit_and_confirm(self, order: SagaInput) -> None:
         self._step = "committing"
         await self._emit(InventoryCommitRequested(order_id=order.order_id, items=self._items()))
+        await self._await_commit_and_confirm()
+
+    async def _await_commit_and_confirm(self) -> None:
+        assert self._order is not None
+        order = self._order
         # Past this point the order is confirmed: the stock is leaving. An inventory service
         # that is down holds the saga here (visible as waiting) until it is back.
         while (

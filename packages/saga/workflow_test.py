@@ -250,3 +250,28 @@ async def test_a_cancellation_after_capture_refunds_then_releases(saga: Harness)
         "OrderCancelled",
     ]
     await saga.keep_history(handle, "cancelled_after_capture")
+
+
+async def test_an_operator_cancel_during_the_commit_still_confirms(saga: Harness) -> None:
+    handle = await saga.start()
+    order_id = handle.id
+    await saga.when_emitted(order_id, "InventoryReservationRequested")
+    await signal(handle, InventoryReserved(order_id=order_id, items=ITEMS))
+    await saga.when_emitted(order_id, "InventoryCommitRequested")
+    await handle.cancel()  # through Temporal, as `temporal workflow cancel` does
+    await signal(handle, InventoryCommitted(order_id=order_id, items=ITEMS))
+    result = await handle.result()
+    assert (result.status, result.refunded) == ("CONFIRMED", 0)
+    assert (await saga.emitted(order_id))[-1] == "OrderConfirmed"
+
+
+async def test_an_operator_cancel_before_payment_compensates_and_cancels(saga: Harness) -> None:
+    handle = await saga.start()
+    order_id = handle.id
+    await saga.when_emitted(order_id, "InventoryReservationRequested")
+    await handle.cancel()
+    await saga.when_emitted(order_id, "InventoryReleaseRequested")
+    await signal(handle, InventoryReleased(order_id=order_id, items=ITEMS))
+    result = await handle.result()
+    assert (result.status, result.reason) == ("CANCELLED", "cancelled by an operator")
+    assert saga.payments.captures == []
