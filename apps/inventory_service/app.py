@@ -23,6 +23,7 @@ from eventbus.topology import ORDERS, Topology
 from inventory.service import INVENTORY_GROUP, InventoryService
 from inventory.stock import StockLedger
 from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.readiness import redis_answers
 from orderly_platform.settings import Settings
 
 CONSUMER = web.AppKey("consumer", StreamConsumer)
@@ -55,13 +56,10 @@ def create_app(settings: Settings) -> web.Application:
         await asyncio.gather(task, return_exceptions=True)
         await redis.aclose()
 
-    async def redis_answers() -> None:
-        await redis.ping()
-
     async def consuming() -> None:
         if not consumer.healthy:
             raise RuntimeError(f"not consuming: {consumer.failure}")
 
     app.cleanup_ctx.append(run)
-    add_health_routes(app, {"redis": redis_answers, "consumer": consuming})
+    add_health_routes(app, {"redis": redis_answers(redis), "consumer": consuming})
     return app

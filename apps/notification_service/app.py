@@ -9,7 +9,6 @@ import socket
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-import sqlalchemy as sa
 from aiohttp import web
 
 from eventbus.consumer import ConsumerConfig, StreamConsumer
@@ -17,6 +16,7 @@ from eventbus.topology import ORDERS, Topology
 from notification_service.notifier import Notifier
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.readiness import postgres_answers, redis_answers
 from orderly_platform.settings import Settings
 
 GROUP = "notifications"
@@ -50,19 +50,17 @@ def create_app(settings: Settings) -> web.Application:
         await redis.aclose()
         await engine.dispose()
 
-    async def redis_answers() -> None:
-        await redis.ping()
-
-    async def postgres_answers() -> None:
-        async with engine.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))
-
     async def consuming() -> None:
         if not consumer.healthy:
             raise RuntimeError(f"not consuming: {consumer.failure}")
 
     app.cleanup_ctx.append(run)
     add_health_routes(
-        app, {"redis": redis_answers, "postgres": postgres_answers, "consumer": consuming}
+        app,
+        {
+            "redis": redis_answers(redis),
+            "postgres": postgres_answers(engine),
+            "consumer": consuming,
+        },
     )
     return app

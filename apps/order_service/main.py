@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 from order_service.app import create_app
-from orderly_platform.http import serve
-from orderly_platform.logs import configure_logging, get_logger
-from orderly_platform.settings import load_settings
-
-log = get_logger(__name__)
+from orderly_platform.http import run_service
 
 
 def main() -> None:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
-    log.info("order service starting", host=settings.http_host, port=settings.http_port)
-    serve(app, host=settings.http_host, port=settings.http_port)
+    run_service("order service", create_app)

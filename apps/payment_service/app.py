@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import redis.asyncio as aioredis
-import sqlalchemy as sa
 from aiohttp import web
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -24,6 +23,7 @@ from eventbus.appender import EventAppender
 from eventbus.topology import Topology
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.readiness import postgres_answers, redis_answers, temporal_answers
 from orderly_platform.settings import Settings
 from payments.activities import PaymentActivities
 from payments.provider import PaymentProvider
@@ -78,21 +78,13 @@ def create_app(settings: Settings) -> web.Application:
         await redis.aclose()
         await engine.dispose()
 
-    async def redis_answers() -> None:
-        await redis.ping()
-
-    async def postgres_answers() -> None:
-        async with engine.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))
-
-    async def temporal_answers() -> None:
-        client = state.get("client")
-        if client is None or not await client.service_client.check_health():
-            raise RuntimeError("temporal is not reachable")
-
     app.cleanup_ctx.append(run)
     add_health_routes(
         app,
-        {"redis": redis_answers, "postgres": postgres_answers, "temporal": temporal_answers},
+        {
+            "redis": redis_answers(redis),
+            "postgres": postgres_answers(engine),
+            "temporal": temporal_answers(lambda: state.get("client")),
+        },
     )
     return app

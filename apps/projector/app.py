@@ -14,7 +14,6 @@ import socket
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,6 +22,7 @@ from eventbus.topology import Partition, Topology
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.logs import get_logger
+from orderly_platform.readiness import postgres_answers, redis_answers
 from orderly_platform.settings import Settings
 from projections.registry import PROJECTIONS
 from projections.trimming import trim_streams
@@ -76,13 +76,6 @@ def create_app(settings: Settings) -> web.Application:
         await redis.aclose()
         await engine.dispose()
 
-    async def redis_answers() -> None:
-        await redis.ping()
-
-    async def postgres_answers() -> None:
-        async with engine.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))
-
     async def consumers_running() -> None:
         failing = {c.config.group: c.failure for c in consumers if not c.healthy}
         failing |= {
@@ -94,7 +87,11 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(run_consumers)
     add_health_routes(
         app,
-        {"redis": redis_answers, "postgres": postgres_answers, "consumers": consumers_running},
+        {
+            "redis": redis_answers(redis),
+            "postgres": postgres_answers(engine),
+            "consumers": consumers_running,
+        },
     )
     return app
 

@@ -21,6 +21,7 @@ from eventbus.appender import EventAppender
 from eventbus.consumer import ConsumerConfig, StreamConsumer
 from eventbus.topology import ORDERS, Topology
 from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.readiness import redis_answers, temporal_answers
 from orderly_platform.settings import Settings
 from saga.activities import SagaActivities
 from saga.bridge import BRIDGE_GROUP, SagaBridge
@@ -43,7 +44,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     topology = Topology(partitions=settings.stream_partitions)
-    state: dict[str, object] = {}
+    # What run() connects and starts, for the readiness checks.
+    clients: dict[str, Client] = {}
+    consumers: dict[str, StreamConsumer] = {}
 
     async def run(app: web.Application) -> AsyncIterator[None]:
         client = await Client.connect(
@@ -68,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
                 lease_ms=settings.partition_lease_ms,
             ),
         )
-        state.update(client=client, bridge=bridge)
+        clients["temporal"], consumers["bridge"] = client, bridge
         worker_task = asyncio.create_task(worker.run())
         bridge_task = asyncio.create_task(bridge.run_supervised())
         yield
@@ -78,22 +81,19 @@ def create_app(settings: Settings) -> web.Application:
         await asyncio.gather(worker_task, return_exceptions=True)
         await redis.aclose()
 
-    async def redis_answers() -> None:
-        await redis.ping()
-
-    async def temporal_answers() -> None:
-        client = state.get("client")
-        if not isinstance(client, Client) or not await client.service_client.check_health():
-            raise RuntimeError("temporal is not reachable")
-
     async def bridge_running() -> None:
-        bridge = state.get("bridge")
-        if not isinstance(bridge, StreamConsumer) or not bridge.healthy:
-            failure = bridge.failure if isinstance(bridge, StreamConsumer) else "not started"
+        bridge = consumers.get("bridge")
+        if bridge is None or not bridge.healthy:
+            failure = "not started" if bridge is None else bridge.failure
             raise RuntimeError(f"the bridge is not consuming: {failure}")
 
     app.cleanup_ctx.append(run)
     add_health_routes(
-        app, {"redis": redis_answers, "temporal": temporal_answers, "bridge": bridge_running}
+        app,
+        {
+            "redis": redis_answers(redis),
+            "temporal": temporal_answers(lambda: clients.get("temporal")),
+            "bridge": bridge_running,
+        },
     )
     return app

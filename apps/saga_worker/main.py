@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-from orderly_platform.http import serve
-from orderly_platform.logs import configure_logging, get_logger
-from orderly_platform.settings import load_settings
+from orderly_platform.http import run_service
 from saga_worker.app import create_app
-
-log = get_logger(__name__)
 
 
 def main() -> None:
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    log.info("saga worker starting", port=settings.http_port)
-    serve(create_app(settings), host=settings.http_host, port=settings.http_port)
+    run_service("saga worker", create_app)

@@ -13,8 +13,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from orderly_platform.logs import get_logger
+from orderly_platform.logs import configure_logging, get_logger
 from orderly_platform.runtime import tune_gc_for_throughput
+from orderly_platform.settings import Settings, load_settings
 
 log = get_logger(__name__)
 
@@ -132,3 +133,11 @@ def serve(app: web.Application, *, host: str, port: int) -> None:
         print=None,
         shutdown_timeout=10,
     )
+
+
+def run_service(name: str, create_app: Callable[[Settings], web.Application]) -> None:
+    """What every service's ``python -m`` does: settings from ORDERLY_*, logging, serve."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    log.info(f"{name} starting", port=settings.http_port)
+    serve(create_app(settings), host=settings.http_host, port=settings.http_port)

@@ -20,7 +20,15 @@ from temporalio.client import Client
 import migrations
 from projections.registry import PROJECTIONS
 
-EXPECTED_LINES = ["order-service", "redis", "postgres", "temporal", "temporal-ui", "api-token"]
+EXPECTED_LINES = [
+    "order-service",
+    "payment-provider",
+    "redis",
+    "postgres",
+    "temporal",
+    "temporal-ui",
+    "api-token",
+]
 START_TIMEOUT = 180.0
 
 
