@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+import redis
 import redis.asyncio as aioredis
+import redis.exceptions
 from aiohttp.test_utils import TestClient, TestServer
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
@@ -95,18 +98,28 @@ def redis_port(acl_file: Path) -> Iterator[int]:
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        for _ in range(200):
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
-            )
-            if probe.stdout.strip() in ("PONG", "NOAUTH Authentication required."):
-                break
+        deadline = time.monotonic() + 10
+        while not _answers(port):
             assert process.poll() is None, "redis-server exited: is the ACL file valid?"
-            subprocess.run(["sleep", "0.05"], check=True)
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)  # polling a server that is starting
         yield port
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _answers(port: int) -> bool:
+    client = redis.Redis(port=port, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except AuthenticationError:
+        return True  # up, and refusing the default user
+    except redis.exceptions.ConnectionError:
+        return False
+    finally:
+        client.close()
+    return True
 
 
 def url(port: int, user: str) -> str:
