@@ -376,3 +376,37 @@ async def test_the_default_user_is_off(redis_port: int) -> None:
             await client.ping()
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("passwords", "error"),
+    [
+        ({"order-service": "ok"}, "no password for Redis user projector"),
+        ({user: "p@ss/word" for user in dev_passwords()}, "letters, digits"),
+    ],
+)
+def test_the_acl_is_not_rendered_with_a_missing_or_unsafe_password(
+    tmp_path: Path, passwords: dict[str, str], error: str
+) -> None:
+    rendered = Rendered.of("dev")
+    files = rendered.config_map_data("orderly-redis-config")
+    (tmp_path / "secrets").mkdir()
+    for user, password in passwords.items():
+        (tmp_path / "secrets" / user).write_text(password)
+    for name in ("users.acl", "render-acl.sh"):
+        (tmp_path / name).write_text(files[name])
+    result = subprocess.run(
+        [
+            "sh",
+            tmp_path / "render-acl.sh",
+            tmp_path / "users.acl",
+            tmp_path / "secrets",
+            tmp_path / "out.acl",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert error in result.stderr
+    assert not (tmp_path / "out.acl").exists()
