@@ -121,6 +121,13 @@ def test_the_secrets_an_overlay_leaves_out_are_the_documented_ones(rendered: Ren
         assert keys <= expected[secret], secret
 
 
+def test_no_service_link_adds_orderly_variables(rendered: Rendered) -> None:
+    """Kubernetes would add <SERVICE>_PORT and such for every Service of the namespace, and the
+    Services orderly-redis, orderly-postgres... would make them ORDERLY_* variables."""
+    for workload in rendered.workloads():
+        assert pod_spec(workload).get("enableServiceLinks") is False, workload["metadata"]["name"]
+
+
 def test_the_migration_job_sets_settings_only(rendered: Rendered) -> None:
     job = rendered.get("Job", "orderly-migrate")
     environment = container_environment(rendered, main_container(job))
