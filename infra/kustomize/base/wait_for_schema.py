@@ -40,7 +40,9 @@ async def wait_for_schema(url: str, *, interval_s: float, timeout_s: float) -> b
             return True
         if deadline is not None and time.monotonic() >= deadline:
             return False
-        print(f"wait-for-schema: at {current}, waiting for {head}", file=sys.stderr)
+        print(
+            f"wait-for-schema: at {current or 'no revision'}, waiting for {head}", file=sys.stderr
+        )
         await asyncio.sleep(interval_s)  # polling a database that has no event to wait for
 
 
