@@ -61,6 +61,7 @@ _PAYMENT_RETRY = RetryPolicy(
 CONFIRMED, REJECTED, CANCELLED = "CONFIRMED", "REJECTED", "CANCELLED"
 # workflow.patched ids: each names a change to the commands a saga issues.
 _LOCAL_EMITS = "local-emits"
+_ACTIVITY_EMITS = "activity-emits"
 
 
 @workflow.defn(name="OrderSaga")
@@ -268,17 +269,22 @@ class OrderSaga:
             correlation_id=self._order.correlation_id,
             causation_id=self._order.placed_event_id,
         )
-        if workflow.patched(_LOCAL_EMITS):
-            # A local activity: run by this worker right away, no round trips through the
-            # server's task queues. It may run again after a worker crash; the fixed event
-            # id makes that append a duplicate the stream drops.
+        # An activity task: the workflow task that decides the emit is in the history before
+        # the append happens. A local activity appends inside that task instead; a worker
+        # that dies before finishing the task loses the task but not the append, and the next
+        # worker replays the saga with whatever signals came meanwhile: a cancellation then
+        # turns it off the path that emitted (a reservation, a commit nobody releases or
+        # undoes), and its next event reuses the forgotten one's id and is dropped as a
+        # duplicate (tests/faults/saga_worker_crash_test.py). Only sagas that started under
+        # local emits (`v2-*` histories) keep them, so that they replay.
+        if not workflow.patched(_ACTIVITY_EMITS) and workflow.patched(_LOCAL_EMITS):
             await workflow.execute_local_activity(
                 EMIT_EVENT,
                 request,
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=_EMIT_RETRY,
             )
-        else:  # sagas started before local emits: their histories have activity tasks
+        else:  # new sagas, and those started before local emits (`v1-*` histories)
             await workflow.execute_activity(
                 EMIT_EVENT,
                 request,
