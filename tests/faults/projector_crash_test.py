@@ -67,9 +67,11 @@ async def start_projector(redis_url: str, postgres_url: str) -> asyncio.subproce
 
     async def ready() -> bool:
         try:
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
-                    return response.status == 200
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{port}/readyz") as response,
+            ):
+                return response.status == 200
         except aiohttp.ClientConnectionError:
             return False
 
@@ -147,7 +149,9 @@ async def test_a_killed_projector_restarts_into_the_same_tables_as_a_clean_repla
     survivors.append(await start_projector(redis_server.url, live_url))
     try:
         for survivor in survivors:
-            await eventually(lambda: _while_alive(survivor, lambda: _all_applied(redis)))
+            await eventually(
+                lambda alive=survivor: _while_alive(alive, lambda: _all_applied(redis))  # type: ignore[misc]
+            )
     finally:
         for survivor in survivors:
             survivor.send_signal(signal.SIGTERM)
