@@ -29,6 +29,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from eventbus.topology import CATALOG, Topology
 from saga.converter import DATA_CONVERTER
@@ -382,7 +383,12 @@ async def test_orders_ride_out_a_provider_outage_longer_than_a_payment_attempt(
 
     async def retried(order_id: str) -> bool:
         """The saga's capture failed at least once and is being retried."""
-        description = await platform.temporal.get_workflow_handle(order_id).describe()
+        try:
+            description = await platform.temporal.get_workflow_handle(order_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False  # the bridge has not started the saga yet
+            raise
         pending = description.raw_description.pending_activities
         return bool(
             pending
