@@ -13,39 +13,24 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
-from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from eventbus.topology import CATALOG, Topology
-from saga.converter import DATA_CONVERTER
 from tests.orderly_client import (
     NO_FAULTS,
-    CliResult,
-    OrderlyClient,
-    activity_attempts,
-    cli_env,
-    keep_logs,
-    run_cli,
     until,
 )
+from tests.orderly_stack import Stack, orderly_up
 
 PARTITIONS = 4
-START_TIMEOUT = 240.0
 # One call to the provider may take this long (a retried attempt after that). Long enough
 # for the simulator's injected latency below, short enough for the outage test to outlast it.
 PAYMENT_ATTEMPT_S = 5
@@ -53,41 +38,6 @@ CAPTURE_LATENCY_MS = 2500  # below PAYMENT_ATTEMPT_S: a slow capture, not a fail
 OUTAGE_S = 2.5 * PAYMENT_ATTEMPT_S
 ORDER_TIMEOUT = 180.0
 PRICE = 1250
-
-
-@dataclass
-class Stack:
-    data_dir: Path
-    endpoints: dict[str, str]
-    api: OrderlyClient
-    redis: aioredis.Redis
-    temporal: Client
-    # Orders the module placed, by how each must end: the CLI's verbs are checked on them.
-    placed: dict[str, str] = field(default_factory=dict)
-
-    async def stock(self, sku: str) -> tuple[int, int]:
-        """(on_hand, reserved) of the SKU's live catalog entry in Redis, where stock lives."""
-        key = Topology(partitions=PARTITIONS).partition(CATALOG, sku).catalog_item_key(sku)
-        on_hand, reserved = await self.redis.hmget(key, "on_hand", "reserved")
-        return int(on_hand or 0), int(reserved or 0)
-
-    async def until_inventory(self, sku: str, on_hand: int) -> dict[str, Any]:
-        """GET /inventory/{sku} once the read model shows ``on_hand`` and nothing reserved."""
-
-        async def settled() -> dict[str, Any] | None:
-            item = await self.api.inventory(sku)
-            done = item is not None and item["on_hand"] == on_hand and item["reserved"] == 0
-            return item if done else None
-
-        return await until(settled, 60, f"inventory of {sku} at {on_hand} on hand, 0 reserved")
-
-    async def cli(self, *args: str) -> CliResult:
-        return await run_cli(*args, data_dir=self.data_dir, partitions=PARTITIONS)
-
-    async def capture_attempts(self, order_id: str) -> int:
-        """The attempt of the saga's capture that got the provider's answer."""
-        [attempt] = await activity_attempts(self.temporal, order_id, "capture_payment")
-        return attempt
 
 
 def unique(prefix: str) -> str:
@@ -101,60 +51,9 @@ def steps(order: dict[str, Any]) -> list[str]:
 @pytest_asyncio.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     data_dir = tmp_path_factory.mktemp("saga") / "stack"
-    data_dir.mkdir()
-    stderr_path = data_dir.parent / "up.stderr"
-    env = cli_env(
-        ORDERLY_STREAM_PARTITIONS=str(PARTITIONS),
-        ORDERLY_SAGA_PAYMENT_ATTEMPT_S=str(PAYMENT_ATTEMPT_S),
-        ORDERLY_LOG_LEVEL="INFO",
-    )
-    with stderr_path.open("wb") as stderr:
-        up = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cli",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-            env=env,
-        )
-    try:
-        endpoints = await asyncio.wait_for(_endpoints(up, stderr_path), START_TIMEOUT)
-        redis = aioredis.Redis.from_url(endpoints["redis"])
-        temporal = await Client.connect(endpoints["temporal"], data_converter=DATA_CONVERTER)
-        timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            api = OrderlyClient(
-                session,
-                endpoints["order-service"],
-                endpoints["payment-provider"],
-                endpoints["api-token"],
-            )
-            yield Stack(data_dir, endpoints, api, redis, temporal)
-        await redis.aclose()
-    finally:
-        keep_logs(data_dir, "saga_test")
-        if up.returncode is None:
-            up.send_signal(signal.SIGTERM)
-        status = await asyncio.wait_for(up.wait(), 120)
-    assert status == 0, stderr_path.read_text()[-3000:]
-
-
-async def _endpoints(up: asyncio.subprocess.Process, stderr_path: Path) -> dict[str, str]:
-    assert up.stdout is not None
-    endpoints: dict[str, str] = {}
-    while "api-token" not in endpoints:
-        line = (await up.stdout.readline()).decode()
-        if not line:
-            status = await up.wait()
-            raise AssertionError(
-                f"up exited with status {status}:\n{stderr_path.read_text()[-3000:]}"
-            )
-        name, _, url = line.strip().partition(": ")
-        endpoints[name] = url
-    return endpoints
+    settings = {"ORDERLY_SAGA_PAYMENT_ATTEMPT_S": str(PAYMENT_ATTEMPT_S)}
+    async with orderly_up(data_dir, name="saga_test", partitions=PARTITIONS, **settings) as up:
+        yield up
 
 
 @pytest_asyncio.fixture
