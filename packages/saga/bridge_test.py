@@ -66,7 +66,7 @@ async def test_order_placed_starts_one_saga_and_answers_become_signals(
     bridge = StreamConsumer(redis, TOPOLOGY.partitions_of(ORDERS), SagaBridge(client), config)
     await drain(bridge)
 
-    handle = client.get_workflow_handle_for(OrderSaga.run, order_id)
+    handle = client.get_workflow_handle(order_id)
     description = await handle.describe()
     assert description.id == order_id
     assert bridge.stats.processed == 2 and bridge.stats.failed_batches == 0
