@@ -32,7 +32,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +43,15 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.bare_order import BareOrder, noop
+from bench.projection_lag import CoresMeter, children_of, process_tree_cpu_s
 from bench.running import BenchmarkFailed, run_and_report
 from orderly_platform.logs import configure_logging
+from orderly_platform.percentiles import percentile
 
 TARGET_RATIO = 0.6
 TARGET_ACCEPT_P99_MS = 50.0
 POLL_S = 0.01
 SKU = "bench-widget"
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def start_stack(data_dir: Path) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
@@ -215,13 +211,30 @@ async def at_rate(stack: Stack, rate: float, duration: float) -> dict[str, Any]:
     }
 
 
+def label_of(pid: int) -> str:
+    """A process of the stack by what it runs: a service's module, or the server's program."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1]
+    return Path(argv[0]).name.removesuffix("-server")  # redis-server, postgres, temporal
+
+
+def stack_cores_meter(up_pid: int) -> CoresMeter:
+    """Cores each process of the stack (and this benchmark, and its bare-workflow child)
+    keeps busy: where an order's CPU goes, beside the bare workflow's."""
+    readers: dict[str, Callable[[], float]] = {"bench": partial(process_tree_cpu_s, os.getpid())}
+    for pid in children_of(up_pid):
+        readers[label_of(pid)] = partial(process_tree_cpu_s, pid)
+    return CoresMeter(readers)
+
+
 async def run(options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(
         prefix="orderly-bench-saga-", ignore_cleanup_errors=True
     ) as tmp:
         process, endpoints = await start_stack(Path(tmp) / "stack")
         try:
-            return await measure(options, endpoints)
+            return await measure(options, endpoints, stack_cores_meter(process.pid))
         finally:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 120)
@@ -243,11 +256,15 @@ async def bare_ceiling_in_a_process(temporal: str, orders: int, concurrency: int
     return float(out.decode().strip().splitlines()[-1])
 
 
-async def measure(options: argparse.Namespace, endpoints: dict[str, str]) -> dict[str, Any]:
+async def measure(
+    options: argparse.Namespace, endpoints: dict[str, str], meter: CoresMeter
+) -> dict[str, Any]:
     print(f"bare workflow ceiling: {options.orders} workflows at {options.concurrency}", flush=True)
+    meter.start()
     ceiling = await bare_ceiling_in_a_process(
         endpoints["temporal"], options.orders, options.concurrency
     )
+    bare_cores = meter.cores()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         stack = Stack(endpoints, session)
         total = options.orders * 2 + int(options.duration * ceiling) + 1000
@@ -257,7 +274,9 @@ async def measure(options: argparse.Namespace, endpoints: dict[str, str]) -> dic
         try:
             print(f"saga maximum: {options.orders} orders at {options.concurrency}", flush=True)
             await saga_maximum(stack, min(50, options.orders), options.concurrency)  # warm-up
+            meter.start()
             maximum = await saga_maximum(stack, options.orders, options.concurrency)
+            saga_cores = meter.cores()
             half = maximum / 2
             print(f"open loop at {half:.1f} orders/s for {options.duration:.0f} s", flush=True)
             loaded = await at_rate(stack, half, options.duration)
@@ -270,6 +289,9 @@ async def measure(options: argparse.Namespace, endpoints: dict[str, str]) -> dic
         "bare_workflows_per_s": ceiling,
         "saga_orders_per_s": maximum,
         "ratio_to_bare": maximum / ceiling,
+        # Cores busy per process during each phase (the bare run includes its warm-up).
+        "bare_cores": bare_cores,
+        "saga_cores": saga_cores,
         "at_half_load": loaded,
     }
 
@@ -285,6 +307,12 @@ def render_report(report: dict[str, Any]) -> str:
             f"order saga, POST to CONFIRMED in the read model: {report['saga_orders_per_s']:.1f}"
             f" orders/s ({report['orders']} orders)",
             f"ratio saga / bare: {report['ratio_to_bare']:.2f}x",
+            f"  cores busy, bare: {_cores(report['bare_cores'])}",
+            f"  cores busy, saga: {_cores(report['saga_cores'])}",
+            "  CPU ms per order: "
+            + _cores(
+                {k: v * 1000 / report["saga_orders_per_s"] for k, v in report["saga_cores"].items()}
+            ),
             f"at 50% load ({loaded['rate']:.1f}/s asked, {loaded['achieved_rate']:.1f}/s sent,"
             f" {loaded['orders']} orders):",
             f"  accept       p50 {loaded['accept_ms']['p50']:.1f} ms, p99"
@@ -297,6 +325,11 @@ def render_report(report: dict[str, Any]) -> str:
             f" {loaded['accept_ms']['p99']:.1f} ms {'PASS' if accept_ok else 'FAIL'}",
         ]
     )
+
+
+def _cores(cores: dict[str, float]) -> str:
+    ranked = sorted(cores.items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {value:.2f}" for name, value in ranked) or "(run too short)"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
