@@ -55,6 +55,7 @@ class _OutgoingEnvelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults
     correlationid: str | None = None
     causationid: str | None = None
     aggregateversion: int | None = None
+    traceparent: str | None = None
     data: dict[str, Any]
 
 
@@ -142,6 +143,7 @@ def encode_cloudevent(attributes: CloudEventAttributes, data: AnyEvent) -> bytes
             correlationid=attributes.correlationid,
             causationid=attributes.causationid,
             aggregateversion=attributes.aggregateversion,
+            traceparent=attributes.traceparent,
             data=msgspec.structs.asdict(data),
         )
     )
@@ -253,6 +255,7 @@ def _envelope(attrs: CloudEventAttributes, event: Event) -> EventEnvelope:
         correlationid=attrs.correlationid,
         causationid=attrs.causationid,
         aggregateversion=attrs.aggregateversion,
+        traceparent=attrs.traceparent,
         data=event,
     )
 

@@ -2,6 +2,8 @@
 
 Attribute names follow the spec, which allows only lowercase alphanumerics for extension
 attributes: hence ``correlationid``, ``causationid`` and ``aggregateversion``.
+``traceparent`` is the CloudEvents distributed-tracing extension (a W3C Trace Context
+``traceparent``): present only when the producer traces, so a trace crosses the streams.
 """
 
 import uuid
@@ -33,6 +35,7 @@ DataContentType: TypeAlias = Annotated[
     str, msgspec.Meta(pattern=r"^(?i:application/(?:[\w.+-]+\+)?json)(?:\s*;.*)?$")
 ]
 AggregateVersion: TypeAlias = Annotated[int, msgspec.Meta(ge=1)]
+TraceParent: TypeAlias = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
 class CloudEventAttributes(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +57,9 @@ class CloudEventAttributes(msgspec.Struct, frozen=True, kw_only=True):
     causationid: Identifier | None = None
     # The version of the aggregate after this event: the append's optimistic concurrency.
     aggregateversion: AggregateVersion | None = None
+    # Not validated beyond its length: a malformed one is ignored by the reader's
+    # propagator, and refusing an event over its tracing context would lose the event.
+    traceparent: TraceParent | None = None
 
     @property
     def dedupe_key(self) -> str:
@@ -100,6 +106,7 @@ def new_envelope(
     correlation_id: str | None = None,
     causation_id: str | None = None,
     aggregate_version: int | None = None,
+    traceparent: str | None = None,
     id: str | None = None,  # shadows the builtin because the CloudEvents attribute is `id`
     time: datetime | None = None,
 ) -> EventEnvelope:
@@ -119,5 +126,6 @@ def new_envelope(
         correlationid=event_id if correlation_id is None else correlation_id,
         causationid=causation_id,
         aggregateversion=aggregate_version,
+        traceparent=traceparent,
         data=event,
     )
