@@ -76,6 +76,7 @@ from eventbus.topology import Topology
 from orderly_platform.database import create_engine
 from orderly_platform.embedded import PostgresServer, PythonService, RedisServer
 from orderly_platform.logs import configure_logging
+from orderly_platform.percentiles import percentile
 from projections.registry import PROJECTIONS
 from projections.status import projection_lag
 
@@ -597,11 +598,6 @@ async def run_load(stack: Stack, settings: RunSettings) -> dict[str, Any]:
         "projector": projector,
         "sampling_window": sampling,
     }
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted ``values``."""
-    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
 def distribution_ms(values: Sequence[float]) -> dict[str, float]:
