@@ -23,12 +23,16 @@ import aiohttp
 import asyncpg
 import click
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from cli.bus import topology
 from cli.options import emit, stack_options
+from cli.postgres import CONNECT_TIMEOUT_S
 from cli.table import table
+from cli.temporal import connect_temporal
 from eventbus.scripts import as_text
 from eventbus.topology import CATALOG
 from orderly_platform.database import create_engine
@@ -36,7 +40,6 @@ from orderly_platform.settings import Settings
 from orderly_platform.stack_file import redacted, require_endpoint
 from projections.rebuild import verify
 from projections.registry import PROJECTIONS
-from saga.converter import DATA_CONVERTER
 
 TERMINAL = ("CONFIRMED", "REJECTED", "CANCELLED")
 EXAMPLES = 5
@@ -70,8 +73,16 @@ def check_command(settings: Settings, as_json: bool, settle: float) -> None:
     }
     try:
         findings = asyncio.run(_check(settings, endpoints, settle))
-    except (OSError, asyncpg.PostgresError, aiohttp.ClientError, RPCError) as exc:
-        raise click.ClickException(f"cannot check: {type(exc).__name__}: {exc}") from None
+    except (
+        OSError,
+        asyncpg.PostgresError,
+        aiohttp.ClientError,
+        RPCError,
+        RedisError,
+        SQLAlchemyError,
+    ) as exc:
+        detail = " ".join(str(exc).split())
+        raise click.ClickException(f"cannot check: {type(exc).__name__}: {detail}") from None
     rows = [
         [f.invariant, "ok" if f.ok else "BROKEN", "; ".join(f.broken[:EXAMPLES]) or f.note]
         for f in findings
@@ -85,11 +96,14 @@ def check_command(settings: Settings, as_json: bool, settle: float) -> None:
 
 
 async def _check(settings: Settings, endpoints: dict[str, str], settle: float) -> list[Finding]:
-    postgres = await asyncpg.connect(endpoints["postgres"])
-    redis = aioredis.Redis.from_url(endpoints["redis"], socket_connect_timeout=5)
-    temporal = await Client.connect(
-        endpoints["temporal"], namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
-    )
+    temporal = await connect_temporal(settings)
+    try:
+        postgres = await asyncpg.connect(endpoints["postgres"], timeout=CONNECT_TIMEOUT_S)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise click.ClickException(
+            f"cannot reach postgres at {redacted(endpoints['postgres'])}: {exc}"
+        ) from None
+    redis = aioredis.Redis.from_url(endpoints["redis"], socket_connect_timeout=CONNECT_TIMEOUT_S)
     try:
         await _settle(postgres, settle)
         statuses = {

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 import click
 
-from cli.api import ApiFailed, OrderApi, order_api
+from cli.api import OrderApi, order_api, unreachable
 from cli.options import emit, stack_options
 from cli.table import table
 from orderly_platform.settings import Settings
@@ -49,8 +49,8 @@ def demo_command(settings: Settings, as_json: bool, timeout: float) -> None:
 
     try:
         results = asyncio.run(demo())
-    except aiohttp.ClientError as exc:
-        raise ApiFailed(f"cannot reach the order service: {exc}") from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise unreachable(settings, exc) from None
     lines = table(
         ("SCENARIO", "ORDER", "STATUS", "REASON"),
         [

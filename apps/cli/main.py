@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 
 import click
 
 from cli.check import check_command
 from cli.demo import demo_command
 from cli.dlq import dlq_group
+from cli.load import load_command
 from cli.migrate import migrate_command
 from cli.pending import pending_command
 from cli.projections import projections_group
@@ -25,6 +27,7 @@ def orderly() -> None:
 
 orderly.add_command(up_command)
 orderly.add_command(demo_command)
+orderly.add_command(load_command)
 orderly.add_command(check_command)
 orderly.add_command(migrate_command)
 orderly.add_command(streams_command)
@@ -39,6 +42,14 @@ def main() -> None:
         orderly(prog_name="orderly")
     except SystemExit as exit_:
         status = exit_.code
+    except Exception as exc:  # - the last line of defence, see below
+        # A failure no verb foresaw (a server answering nonsense, a bug) is still one line for
+        # the operator; ORDERLY_LOG_LEVEL=DEBUG adds the traceback for whoever fixes it.
+        if os.environ.get("ORDERLY_LOG_LEVEL", "").upper() == "DEBUG":
+            traceback.print_exc()
+        detail = " ".join(str(exc).split())
+        click.echo(f"Error: unexpected {type(exc).__name__}: {detail}", err=True)
+        status = 1
     else:
         status = 0
     if not isinstance(status, int):

@@ -9,17 +9,16 @@ from typing import TypeVar
 
 import click
 import redis.asyncio as aioredis
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cli.bus import run_on_redis, topology
 from cli.durations import format_ms
 from cli.options import emit, stack_options
+from cli.postgres import read_model_engine
 from cli.table import table
-from orderly_platform.database import create_engine
 from orderly_platform.runtime import tune_gc_for_throughput
 from orderly_platform.settings import Settings
-from orderly_platform.stack_file import redacted, require_endpoint
+from orderly_platform.stack_file import require_endpoint
 from projections.rebuild import (
     Difference,
     RebuildRefused,
@@ -145,18 +144,11 @@ def _on_read_models(
     settings: Settings, work: Callable[[aioredis.Redis, AsyncEngine], Awaitable[T]]
 ) -> T:
     """Run ``work`` with the stack's Redis and read-model database; failures as one line."""
-    postgres_url = require_endpoint(settings, "postgres")
 
     async def with_engine(redis: aioredis.Redis) -> T:
-        engine = create_engine(postgres_url)
-        try:
+        # A Postgres failure is reported inside, so that bus.run_on_redis does not report it
+        # as Redis' failure.
+        async with read_model_engine(settings) as engine:
             return await work(redis, engine)
-        except (OSError, SQLAlchemyError) as exc:
-            # Raised here so that bus.run_on_redis does not report it as Redis' failure.
-            raise click.ClickException(
-                f"postgres at {redacted(postgres_url)} failed: {' '.join(str(exc).split())}"
-            ) from None
-        finally:
-            await engine.dispose()
 
     return run_on_redis(settings, with_engine)

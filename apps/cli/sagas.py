@@ -1,30 +1,30 @@
-"""`orderly sagas ls|describe`: the order sagas as Temporal sees them."""
+"""`orderly sagas ls|stuck|describe`: the order sagas as Temporal and the saga-health read
+model see them."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any
 
 import click
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli.durations import Duration, format_ms
 from cli.options import emit, stack_options
+from cli.postgres import run_on_postgres
 from cli.table import table
+from cli.temporal import run_on_temporal
 from orderly_platform.settings import Settings
-from orderly_platform.stack_file import require_endpoint
-from saga.converter import DATA_CONVERTER
+from projections.saga_health import StuckSaga, pending_count, stuck_sagas
 from saga.workflow import OrderSaga
-
-T = TypeVar("T")
-CONNECT_TIMEOUT_S = 5.0
 
 
 @click.group("sagas")
 def sagas_group() -> None:
-    """Order sagas (Temporal workflows, one per order): list them, look into one."""
+    """Order sagas (Temporal workflows, one per order): list them, find the stuck ones, look
+    into one."""
 
 
 @sagas_group.command("ls")
@@ -55,11 +55,66 @@ def ls_command(settings: Settings, as_json: bool, status: str | None, limit: int
             )
         return rows
 
-    rows = _on_temporal(settings, listing)
+    rows = run_on_temporal(settings, listing)
     lines = table(
         ("ORDER", "STATUS", "STARTED", "CLOSED"),
         [[r["order_id"], r["status"], r["started"] or "-", r["closed"] or "-"] for r in rows],
     )
+    emit(as_json, rows, lines)
+
+
+@sagas_group.command("stuck")
+@click.option(
+    "--older-than",
+    "older_than_ms",
+    type=Duration(),
+    default="5m",
+    show_default=True,
+    help="Only orders whose saga has waited on its current step at least this long.",
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@stack_options
+def stuck_command(settings: Settings, as_json: bool, older_than_ms: int, limit: int) -> None:
+    """Orders not yet terminal whose saga waits on one step longer than --older-than: what
+    each waits on and since when, the longest wait first (from the saga-health read model,
+    which trails the events by the projection lag)."""
+
+    async def stuck(engine: AsyncEngine) -> tuple[list[StuckSaga], int]:
+        found = await stuck_sagas(engine, timedelta(milliseconds=older_than_ms), limit=limit)
+        return found, await pending_count(engine)
+
+    found, in_flight = run_on_postgres(settings, stuck)
+    rows = [
+        {
+            "order_id": saga.order_id,
+            "waiting_for": saga.waiting_for,
+            "waiting_since": saga.waiting_since.isoformat(),
+            "waiting_ms": saga.waiting_ms,
+            "customer_id": saga.customer_id,
+            "placed_at": saga.placed_at.isoformat(),
+            "total": saga.total,
+            "currency": saga.currency,
+        }
+        for saga in found
+    ]
+    lines = table(
+        ("ORDER", "WAITING FOR", "SINCE", "WAITED", "CUSTOMER"),
+        [
+            [
+                saga.order_id,
+                saga.waiting_for or "-",
+                saga.waiting_since.isoformat(),
+                format_ms(saga.waiting_ms),
+                saga.customer_id,
+            ]
+            for saga in found
+        ],
+    )
+    threshold = format_ms(older_than_ms)
+    if not rows:
+        lines = [f"no saga has waited {threshold} or longer ({in_flight} orders in flight)"]
+    else:
+        lines.append(f"{len(rows)} of {in_flight} orders in flight waited {threshold} or longer")
     emit(as_json, rows, lines)
 
 
@@ -103,7 +158,7 @@ def describe_command(settings: Settings, as_json: bool, order_id: str) -> None:
             ],
         }
 
-    info = _on_temporal(settings, describe)
+    info = run_on_temporal(settings, describe)
     lines = [
         f"{key}: {_plain(value)}" for key, value in info.items() if key != "pending_activities"
     ]
@@ -135,21 +190,3 @@ def _time(moment: datetime | None) -> str | None:
 
 def _plain(value: object) -> str:
     return "-" if value is None else str(value)
-
-
-def _on_temporal(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:
-    address = require_endpoint(settings, "temporal")
-
-    async def run() -> T:
-        try:
-            client = await asyncio.wait_for(
-                Client.connect(
-                    address, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
-                ),
-                CONNECT_TIMEOUT_S,
-            )
-        except (RuntimeError, TimeoutError, OSError) as exc:
-            raise click.ClickException(f"cannot reach temporal at {address}: {exc}") from None
-        return await work(client)
-
-    return asyncio.run(run())
