@@ -39,6 +39,12 @@ ENDPOINT_ORDER = (
     "postgres",
     "temporal",
     "temporal-ui",
+    # The other services serve only /healthz, /readyz and /metrics: listed for scraping.
+    "projector",
+    "saga-worker",
+    "inventory-service",
+    "payment-service",
+    "notification-service",
 )
 
 
@@ -148,7 +154,7 @@ def _services(settings: Settings, stack: EmbeddedStack, token: str) -> list[Pyth
             port=settings.http_port or None,
         ),
         provider,
-        # Their HTTP ports serve only health checks; they are not endpoints users call.
+        # Their HTTP ports serve only health checks and metrics, not endpoints users call.
         PythonService("projector", "projector", stack.data_dir, env=env),
         PythonService("saga-worker", "saga_worker", stack.data_dir, env=env),
         PythonService("inventory-service", "inventory_service", stack.data_dir, env=env),

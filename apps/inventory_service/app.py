@@ -19,10 +19,12 @@ from aiohttp import web
 
 from eventbus.appender import EventAppender
 from eventbus.consumer import ConsumerConfig, StreamConsumer
+from eventbus.metrics import group_lag_refresher
 from eventbus.topology import ORDERS, Topology
 from inventory.service import INVENTORY_GROUP, InventoryService
 from inventory.stock import StockLedger
 from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.metrics import refresh_on_scrape
 from orderly_platform.readiness import redis_answers
 from orderly_platform.settings import Settings
 
@@ -61,5 +63,12 @@ def create_app(settings: Settings) -> web.Application:
             raise RuntimeError(f"not consuming: {consumer.failure}")
 
     app.cleanup_ctx.append(run)
-    add_health_routes(app, {"redis": redis_answers(redis), "consumer": consuming})
+    add_health_routes(
+        app,
+        {"redis": redis_answers(redis), "consumer": consuming},
+        service="inventory-service",
+    )
+    refresh_on_scrape(
+        app, group_lag_refresher(redis, topology.partitions_of(ORDERS), [INVENTORY_GROUP])
+    )
     return app

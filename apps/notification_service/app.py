@@ -12,10 +12,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from eventbus.consumer import ConsumerConfig, StreamConsumer
+from eventbus.metrics import group_lag_refresher
 from eventbus.topology import ORDERS, Topology
 from notification_service.notifier import Notifier
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.metrics import refresh_on_scrape
 from orderly_platform.readiness import postgres_answers, redis_answers
 from orderly_platform.settings import Settings
 
@@ -30,9 +32,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     redis = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
     engine = create_engine(settings.postgres_url, pool_size=3)
+    partitions = Topology(partitions=settings.stream_partitions).partitions_of(ORDERS)
     consumer = StreamConsumer(
         redis,
-        Topology(partitions=settings.stream_partitions).partitions_of(ORDERS),
+        partitions,
         Notifier(redis, engine),
         ConsumerConfig(
             group=GROUP,
@@ -55,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
             raise RuntimeError(f"not consuming: {consumer.failure}")
 
     app.cleanup_ctx.append(run)
+    refresh_on_scrape(app, group_lag_refresher(redis, partitions, [GROUP]))
     add_health_routes(
         app,
         {
@@ -62,5 +66,6 @@ def create_app(settings: Settings) -> web.Application:
             "postgres": postgres_answers(engine),
             "consumer": consuming,
         },
+        service="notification-service",
     )
     return app

@@ -52,7 +52,7 @@ def create_app(settings: Settings) -> web.Application:
                 await connection.execute(sa.text("SELECT 1"))
 
         checks["postgres"] = postgres_answers
-    add_health_routes(app, checks)
+    add_health_routes(app, checks, service="order-service")
     return app
 
 

@@ -36,7 +36,7 @@ def create_app(settings: Settings, simulator: SimulatorSettings) -> web.Applicat
         if app[LEDGER].failure is not None:
             raise RuntimeError(f"the ledger file cannot be written: {app[LEDGER].failure}")
 
-    add_health_routes(app, {"ledger": ledger_writable})
+    add_health_routes(app, {"ledger": ledger_writable}, service="payment-provider")
     return app
 
 

@@ -25,6 +25,7 @@ from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.readiness import postgres_answers, redis_answers, temporal_answers
 from orderly_platform.settings import Settings
+from orderly_platform.temporal_metrics import temporal_runtime
 from payments.activities import PaymentActivities
 from payments.provider import PaymentProvider
 from saga.converter import DATA_CONVERTER
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
             temporal_address,
             namespace=settings.temporal_namespace,
             data_converter=DATA_CONVERTER,
+            runtime=temporal_runtime(),  # its metrics on this service's /metrics
         )
         state["client"] = client
         async with aiohttp.ClientSession() as session:
@@ -86,5 +88,6 @@ def create_app(settings: Settings) -> web.Application:
             "postgres": postgres_answers(engine),
             "temporal": temporal_answers(lambda: state.get("client")),
         },
+        service="payment-service",
     )
     return app

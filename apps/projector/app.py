@@ -18,10 +18,12 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventbus.consumer import ConsumerConfig, StreamConsumer
+from eventbus.metrics import group_lag_refresher
 from eventbus.topology import Partition, Topology
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.logs import get_logger
+from orderly_platform.metrics import refresh_on_scrape
 from orderly_platform.readiness import postgres_answers, redis_answers
 from orderly_platform.settings import Settings
 from projections.registry import PROJECTIONS
@@ -85,6 +87,8 @@ def create_app(settings: Settings) -> web.Application:
             raise RuntimeError(f"projections not applying: {failing}")
 
     app.cleanup_ctx.append(run_consumers)
+    # A projection's group lag is its events not applied yet.
+    refresh_on_scrape(app, group_lag_refresher(redis, partitions, list(PROJECTIONS)))
     add_health_routes(
         app,
         {
@@ -92,6 +96,7 @@ def create_app(settings: Settings) -> web.Application:
             "postgres": postgres_answers(engine),
             "consumers": consumers_running,
         },
+        service="projector",
     )
     return app
 

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 
+from prometheus_client import Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventbus.consumer import StreamEntry
 from orderly_platform.database import is_unavailable
 from orderly_platform.logs import get_logger
+from orderly_platform.metrics import LONG_WAIT_BUCKETS, labelled
 from projections.checkpointed import apply_exactly_once
 from projections.projection import Projection
 from projections.recorded import Recorded
 
 log = get_logger(__name__)
+
+PROJECTION_LAG = Histogram(
+    "orderly_projection_lag_seconds",
+    "Time from an event's append to the commit of the batch that applied it (or found it "
+    "applied already), per projection.",
+    ["projection"],
+    buckets=LONG_WAIT_BUCKETS,
+)
 
 MAX_BACKOFF_S = 30.0
 
@@ -29,6 +40,7 @@ class ProjectionApplier:
         self.stopped = stopped
         # True while the last batch found Postgres unavailable and waits to try again.
         self.waiting_for_postgres = False
+        self._lag = labelled(PROJECTION_LAG, projection.name)
 
     async def __call__(self, entries: Sequence[StreamEntry]) -> None:
         # An entry that does not decode fails the batch here, before any write, and the
@@ -58,4 +70,12 @@ class ProjectionApplier:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
             else:
                 self.waiting_for_postgres = False
+                self._record_lag(records)
                 return
+
+    def _record_lag(self, records: Sequence[Recorded]) -> None:
+        # A stream entry id is its append time in ms (Redis' clock; hosts keep theirs in
+        # sync), so this is append-to-commit: the time an event took to show in the model.
+        now_ms = time.time() * 1000
+        for record in records:
+            self._lag.observe(max(0.0, now_ms - record.position.ms) / 1000)

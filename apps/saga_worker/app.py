@@ -19,10 +19,13 @@ from temporalio.worker import Worker
 
 from eventbus.appender import EventAppender
 from eventbus.consumer import ConsumerConfig, StreamConsumer
+from eventbus.metrics import group_lag_refresher
 from eventbus.topology import ORDERS, Topology
 from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.metrics import refresh_on_scrape
 from orderly_platform.readiness import redis_answers, temporal_answers
 from orderly_platform.settings import Settings
+from orderly_platform.temporal_metrics import temporal_runtime
 from saga.activities import SagaActivities
 from saga.bridge import BRIDGE_GROUP, SagaBridge
 from saga.converter import DATA_CONVERTER
@@ -53,6 +56,7 @@ def create_app(settings: Settings) -> web.Application:
             settings.temporal_address,  # type: ignore[arg-type]
             namespace=settings.temporal_namespace,
             data_converter=DATA_CONVERTER,
+            runtime=temporal_runtime(),  # its metrics on this service's /metrics
         )
         emitter = SagaActivities(EventAppender(redis, topology))
         worker = Worker(
@@ -88,6 +92,9 @@ def create_app(settings: Settings) -> web.Application:
             raise RuntimeError(f"the bridge is not consuming: {failure}")
 
     app.cleanup_ctx.append(run)
+    refresh_on_scrape(
+        app, group_lag_refresher(redis, topology.partitions_of(ORDERS), [BRIDGE_GROUP])
+    )
     add_health_routes(
         app,
         {
@@ -95,5 +102,6 @@ def create_app(settings: Settings) -> web.Application:
             "temporal": temporal_answers(lambda: clients.get("temporal")),
             "bridge": bridge_running,
         },
+        service="saga-worker",
     )
     return app

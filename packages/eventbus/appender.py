@@ -30,8 +30,10 @@ import msgspec
 import redis.asyncio as aioredis
 
 from contracts import EventEnvelope, encode_envelope
+from eventbus.metrics import EVENTS_APPENDED, EVENTS_DEDUPLICATED
 from eventbus.scripts import LuaScript, ScriptCall, as_text
 from eventbus.topology import Partition, Topology, category_of
+from orderly_platform.metrics import labelled
 
 DEFAULT_DEDUPE_TTL = 7 * 24 * 3600
 DEFAULT_VERSION_TTL = 90 * 24 * 3600
@@ -181,6 +183,7 @@ class EventAppender:
         for (partition, slots), reply in zip(placed.items(), replies, strict=True):
             if isinstance(reply, Exception):
                 raise reply
+            _count(partition, reply)
             for (unit_index, position), (entry_id, status, detail, *where) in zip(
                 slots, reply, strict=True
             ):
@@ -201,6 +204,20 @@ class EventAppender:
             refusals[index] if index in refusals else [r for r in unit if r is not None]
             for index, unit in enumerate(results)
         ]
+
+
+def _count(partition: Partition, reply: list[Any]) -> None:
+    """The partition's written and deduplicated events, once per script call."""
+    written = duplicates = 0
+    for _, status, *_rest in reply:
+        if status == _WRITTEN:
+            written += 1
+        elif status == _DUPLICATE:
+            duplicates += 1
+    if written:
+        labelled(EVENTS_APPENDED, partition.stream).inc(written)
+    if duplicates:
+        labelled(EVENTS_DEDUPLICATED, partition.stream).inc(duplicates)
 
 
 def _add_event(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -34,9 +35,11 @@ from redis.exceptions import ResponseError
 
 from contracts import EventEnvelope, decode_envelope
 from eventbus.leases import PartitionLeases
+from eventbus.metrics import BATCH_DURATION, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from eventbus.scripts import LuaScript, as_text
 from eventbus.topology import Partition
 from orderly_platform.logs import get_logger
+from orderly_platform.metrics import labelled
 
 log = get_logger(__name__)
 
@@ -112,6 +115,7 @@ class StreamConsumer:
         self.handler = handler
         self.config = config
         self.stats = ConsumerStats()
+        self._batch_duration = labelled(BATCH_DURATION, config.group)
         self.leases = PartitionLeases(
             redis, config.group, config.consumer, partitions, config.lease_ms
         )
@@ -362,9 +366,11 @@ class StreamConsumer:
         return failed
 
     async def _handle(self, entries: list[StreamEntry]) -> set[Partition]:
+        started = time.perf_counter()
         try:
             await self.handler(entries)
         except Exception:
+            self._batch_duration.observe(time.perf_counter() - started)
             self.stats.failed_batches += 1
             if len(entries) == 1:
                 await self._record_error(entries[0])
@@ -384,6 +390,7 @@ class StreamConsumer:
                 else:
                     await self._ack([entry])
             return failed
+        self._batch_duration.observe(time.perf_counter() - started)
         await self._ack(entries)
         return set()
 
@@ -400,6 +407,8 @@ class StreamConsumer:
             for entry in retried:  # forget the error an earlier try recorded
                 pipe.hdel(entry.partition.errors, f"{self.config.group}:{entry.entry_id}")
             await pipe.execute()
+        for stream, ids in by_stream.items():
+            labelled(EVENTS_CONSUMED, self.config.group, stream).inc(len(ids))
         self.stats.processed += sum(len(ids) for ids in by_stream.values())
 
     async def _record_error(self, entry: StreamEntry) -> None:
@@ -439,6 +448,7 @@ class StreamConsumer:
         if dead_letter_id is None:  # acked meanwhile, or the partition is no longer ours
             return
         self.stats.dead_lettered += 1
+        labelled(EVENTS_DEAD_LETTERED, self.config.group, partition.stream).inc()
         log.error(
             "entry dead-lettered",
             group=self.config.group,

@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from orderly_platform.logs import configure_logging, get_logger
+from orderly_platform.metrics import add_metrics
 from orderly_platform.runtime import tune_gc_for_throughput
 from orderly_platform.settings import Settings, load_settings
 
@@ -98,8 +99,12 @@ def require_bearer_token(request: web.Request, expected: str) -> None:
         )
 
 
-def add_health_routes(app: web.Application, checks: Mapping[str, ReadinessCheck]) -> None:
-    """``/healthz``: the process answers. ``/readyz``: every dependency answers too."""
+def add_health_routes(
+    app: web.Application, checks: Mapping[str, ReadinessCheck], *, service: str
+) -> None:
+    """``/healthz``: the process answers. ``/readyz``: every dependency answers too.
+    ``/metrics``: Prometheus metrics, with the latency of every request to ``service``
+    (orderly_platform.metrics); every service calls this, so every service has them."""
 
     async def healthz(request: web.Request) -> web.Response:
         return json_response({"status": "ok"})
@@ -117,6 +122,7 @@ def add_health_routes(app: web.Application, checks: Mapping[str, ReadinessCheck]
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_metrics(app, service)
 
 
 def serve(app: web.Application, *, host: str, port: int) -> None:

@@ -257,6 +257,25 @@ class OrderSaga:
         self._step = "done"
         await self._emit(event)
         self._status, self._reason = status, reason
+        self._record_outcome(status)
+
+    def _record_outcome(self, status: str) -> None:
+        """``orderly_saga_outcomes_total`` and ``orderly_saga_duration_seconds`` by outcome.
+
+        Through the workflow's metric meter, which records nothing while a saga is replayed:
+        no command, nothing in the history, so determinism and saved histories are untouched.
+        The duration runs from the saga's start (the bridge starts it on OrderPlaced).
+        """
+        meter = workflow.metric_meter()
+        outcome = {"outcome": status}
+        meter.create_counter(
+            "orderly_saga_outcomes", "Sagas ended, by outcome (CONFIRMED, REJECTED, CANCELLED)."
+        ).add(1, outcome)
+        meter.create_histogram_timedelta(
+            "orderly_saga_duration_seconds",
+            "Time from a saga's start to its terminal event, by outcome.",
+            "duration",
+        ).record(workflow.now() - workflow.info().start_time, outcome)
 
     # --- plumbing ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import orderly_platform.http
+import orderly_platform.metrics
 from tests.deploy.manifests import (
     EXTERNAL_SECRETS,
     INFRA,
@@ -86,6 +87,26 @@ def test_probes_are_the_apps_endpoints(rendered: Rendered) -> None:
         }, app
         for kind in paths:
             assert container[kind]["httpGet"]["port"] == "http", app
+
+
+def test_prometheus_finds_and_reaches_every_apps_metrics(rendered: Rendered) -> None:
+    # Where the pods say their metrics are: the path every service serves (add_metrics).
+    assert 'add_get("/metrics"' in inspect.getsource(orderly_platform.metrics.add_metrics)
+    prometheus = Endpoint({"app.kubernetes.io/name": "prometheus"}, "monitoring")
+    for app, deployment in rendered.app_deployments().items():
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        port = http_port(main_container(deployment))
+        assert annotations["prometheus.io/scrape"] == "true", app
+        assert annotations["prometheus.io/port"] == str(port), app
+        assert annotations["prometheus.io/path"] == "/metrics", app
+        target = Endpoint(pod_labels(deployment), rendered.namespace)
+        assert can_connect(rendered, prometheus, target, port), app
+    # Only the scraper: a pod of another namespace still reaches none but the public API.
+    stranger = Endpoint({"app.kubernetes.io/name": "prometheus"}, "elsewhere")
+    for app, deployment in rendered.app_deployments().items():
+        target = Endpoint(pod_labels(deployment), rendered.namespace)
+        port = http_port(main_container(deployment))
+        assert can_connect(rendered, stranger, target, port) == (app == "order_service"), app
 
 
 def test_every_container_has_requests_and_limits(rendered: Rendered) -> None:

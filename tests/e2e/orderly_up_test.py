@@ -27,6 +27,11 @@ EXPECTED_LINES = [
     "postgres",
     "temporal",
     "temporal-ui",
+    "projector",
+    "saga-worker",
+    "inventory-service",
+    "payment-service",
+    "notification-service",
     "api-token",
 ]
 START_TIMEOUT = 180.0
