@@ -80,10 +80,10 @@ class BufferedTemporalMetrics(Collector):
         self.buffer = buffer
         self.bounds = list(buckets)
         self._families: dict[str, _Family] = {}
-        # By the id of the SDK's own objects, which it reuses for the same metric or
-        # attribute set; each is kept beside its key, so an id cannot be reused meanwhile.
-        self._family_of: dict[int, tuple[object, _Family]] = {}
-        self._labels_of: dict[int, tuple[object, LabelKey]] = {}
+        # By the SDK's metric name and attribute items: few and fixed, so both caches stay
+        # small, and a lookup costs less than building a family name or label key again.
+        self._family_of: dict[str, _Family] = {}
+        self._labels_of: dict[tuple[tuple[str, object], ...], LabelKey] = {}
         self._lock = threading.Lock()
 
     def drain(self) -> int:
@@ -95,13 +95,12 @@ class BufferedTemporalMetrics(Collector):
             return len(updates)
 
     def _fold(self, update: BufferedMetricUpdate) -> None:
-        known = self._family_of.get(id(update.metric))
-        family = known[1] if known else self._family(update)
-        attributes = update.attributes
-        cached = self._labels_of.get(id(attributes))
-        if cached is None:
-            cached = self._labels_of[id(attributes)] = (attributes, _label_key(attributes))
-        labels = cached[1]
+        metric = update.metric
+        family = self._family_of.get(metric.name) or self._family(update)
+        items = tuple(update.attributes.items())
+        labels = self._labels_of.get(items)
+        if labels is None:
+            labels = self._labels_of[items] = _label_key(update.attributes)
         if family.kind == "counter":
             family.values[labels] = family.values.get(labels, 0.0) + update.value
         elif family.kind == "gauge":
@@ -126,7 +125,7 @@ class BufferedTemporalMetrics(Collector):
         family = self._families.get(name)
         if family is None:
             family = self._families[name] = _Family(name, metric.description or name, kind)
-        self._family_of[id(metric)] = (metric, family)
+        self._family_of[metric.name] = family
         return family
 
     def collect(self) -> Iterator[Metric]:
