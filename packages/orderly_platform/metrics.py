@@ -122,6 +122,9 @@ def http_metrics(service: str) -> Middleware:
         except web.HTTPException as exc:
             status = exc.status
             raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away first (nginx's "client closed request")
+            raise
         finally:
             HTTP_REQUEST_DURATION.labels(
                 service, route_of(request), request.method, str(status)

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientTimeout, web
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import Counter
+from prometheus_client import REGISTRY, Counter
 
 from orderly_platform import metrics
 from orderly_platform.http import ApiError, add_health_routes, json_errors
@@ -141,3 +141,25 @@ def test_labelled_children_are_looked_up_once() -> None:
     assert labelled(counter, "s-2") is not first
     first.inc(3)
     assert counter.labels("s-1")._value.get() == 3
+
+
+async def test_a_request_whose_client_went_away_counts_as_closed_by_the_client(
+    service: str,
+) -> None:
+    app = service_app(service)
+    hung = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await hung.wait()
+        return web.Response()
+
+    app.router.add_get("/slow", slow)
+    labels = {"service": service, "route": "/slow", "method": "GET", "status": "499"}
+    # The test server cancels a handler whose client hung up (handler_cancellation).
+    async with TestClient(TestServer(app)) as client:
+        with pytest.raises(TimeoutError):
+            await client.get("/slow", timeout=ClientTimeout(total=0.2))
+        async with asyncio.timeout(10):
+            while REGISTRY.get_sample_value(DURATION_COUNT, labels) is None:
+                await asyncio.sleep(0.01)  # polling the registry for the cancellation's record
+    assert REGISTRY.get_sample_value(DURATION_COUNT, labels) == 1
