@@ -3,8 +3,8 @@ refreshers that update gauges just before a scrape.
 
 Series are named ``orderly_<what>`` with ``_total`` counters and ``_seconds`` histograms
 (README, "Metrics", lists them all). Labels are bounded by construction: a route is its
-template (``/orders/{order_id}``), never the path a client sent, and requests no route
-matched share one label, so no caller can mint new series.
+template (``/orders/{order_id}``), never the path a client sent, requests no route matched
+share one label, and so do unusual methods, so no caller can mint new series.
 
 Each process has one registry (prometheus_client's default); packages define their series
 beside the code that records them and register them on import.
@@ -72,6 +72,8 @@ LONG_WAIT_BUCKETS: Final = (
 # A scrape must answer even when what a refresher reads hangs: it serves the last values.
 REFRESH_TIMEOUT_S: Final = 2.0
 UNMATCHED_ROUTE: Final = "<unmatched>"
+# Methods beyond these (WebDAV's, say, which the parser accepts) share one label.
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 HTTP_REQUEST_DURATION = Histogram(
     "orderly_http_request_duration_seconds",
@@ -126,8 +128,9 @@ def http_metrics(service: str) -> Middleware:
             status = 499  # the client went away first (nginx's "client closed request")
             raise
         finally:
-            HTTP_REQUEST_DURATION.labels(
-                service, route_of(request), request.method, str(status)
+            method = request.method if request.method in _METHODS else "OTHER"
+            labelled(
+                HTTP_REQUEST_DURATION, service, route_of(request), method, str(status)
             ).observe(time.perf_counter() - started)
 
     return record_latency

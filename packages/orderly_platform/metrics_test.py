@@ -79,13 +79,18 @@ async def test_the_status_is_what_the_client_got(
     assert (await client.get("/crash")).status == 500
     assert (await client.get("/no/such/path/123")).status == 404
     assert (await client.put("/orders/o-1")).status == 405
+    assert (await client.request("PROPFIND", "/orders/o-1")).status == 405
 
     scraped = await scrape(client)
     assert total(scraped, DURATION_COUNT, service=service, route="/orders", status="422") == 1
     assert total(scraped, DURATION_COUNT, service=service, route="/crash", status="500") == 1
     assert total(scraped, DURATION_COUNT, service=service, route="<unmatched>", status="404") == 1
     # A wrong method matched no route either: one bounded label for both.
-    assert total(scraped, DURATION_COUNT, service=service, route="<unmatched>", status="405") == 1
+    unmatched = {"service": service, "route": "<unmatched>", "status": "405"}
+    assert total(scraped, DURATION_COUNT, **unmatched, method="PUT") == 1
+    # WebDAV and other methods the parser knows share one label with any others.
+    assert total(scraped, DURATION_COUNT, **unmatched, method="OTHER") == 1
+    assert not [s for s in scraped if s.labels.get("method") == "PROPFIND"]
 
 
 async def test_every_service_app_serves_metrics_and_health(
