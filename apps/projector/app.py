@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from eventbus.consumer import ConsumerConfig, StreamConsumer
-from eventbus.metrics import group_lag_refresher
+from eventbus.metrics import dead_letters_refresher, group_lag_refresher
 from eventbus.topology import Partition, Topology
 from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(run_consumers)
     # A projection's group lag is its events not applied yet.
     refresh_on_scrape(app, group_lag_refresher(redis, partitions, list(PROJECTIONS)))
+    refresh_on_scrape(app, dead_letters_refresher(redis, partitions))
     add_health_routes(
         app,
         {

@@ -73,3 +73,31 @@ def group_lag_refresher(
             labelled(GROUP_PENDING, state.group, state.stream).set(state.pending)
 
     return refresh
+
+
+DEAD_LETTERS = Gauge(
+    "orderly_dead_letters",
+    "Entries in the dead-letter stream of each partition now (as of the last scrape): "
+    "what waits for `orderly dlq requeue` or `drop`.",
+    ["stream"],
+)
+
+
+def dead_letters_refresher(
+    redis: aioredis.Redis, partitions: Sequence[Partition]
+) -> ScrapeRefresher:
+    """Sets ``orderly_dead_letters`` per partition on each scrape (one pipelined XLEN each).
+
+    The dead letters of a partition are shared by its groups, so one service reports them
+    (the projector, which reads every partition), not each consumer.
+    """
+
+    async def refresh() -> None:
+        async with redis.pipeline(transaction=False) as pipe:
+            for partition in partitions:
+                pipe.xlen(partition.dead_letters)
+            lengths = await pipe.execute()
+        for partition, length in zip(partitions, lengths, strict=True):
+            labelled(DEAD_LETTERS, partition.stream).set(length)
+
+    return refresh

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from eventbus.appender import EventAppender, PendingAppend
 from eventbus.consumer import ConsumerConfig, StreamConsumer, StreamEntry
 from eventbus.lag import GroupLag, consumer_group_lag
-from eventbus.metrics import group_lag_refresher
+from eventbus.metrics import dead_letters_refresher, group_lag_refresher
 from eventbus.testing import stock_received
 from eventbus.topology import CATALOG, Topology
 
@@ -73,6 +73,8 @@ async def test_consumed_and_dead_lettered_entries_are_counted_per_group(
 
     assert summed("orderly_events_consumed_total", group=group) - consumed == 9
     assert summed("orderly_events_dead_lettered_total", group=group) - dead == 1
+    await dead_letters_refresher(redis, PARTITIONS)()
+    assert summed("orderly_dead_letters") == 1  # a gauge: what the dead-letter streams hold
     assert value("orderly_consumer_batch_duration_seconds_count", group=group) > batches
 
 

@@ -145,6 +145,9 @@ async def test_every_service_exports_what_the_orders_did(stack: Stack) -> None:
             )
             assert consumed >= 5, (service, group)
     projector = (before["projector"], after["projector"])
+    # Nothing failed: every partition's dead-letter stream (orders and catalog) is empty.
+    dead_letters = [s.value for s in after["projector"] if s.name == "orderly_dead_letters"]
+    assert dead_letters == [0] * 2 * stack.partitions
     assert grew(*projector, "orderly_projection_lag_seconds_count", projection="orders") >= 5
     assert grew(*projector, "orderly_projection_lag_seconds_sum", projection="orders") > 0
 
