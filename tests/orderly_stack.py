@@ -5,6 +5,7 @@ Redis, Postgres, Temporal and the payment provider simulator, reached through th
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -70,10 +71,11 @@ class Stack:
 
 @asynccontextmanager
 async def orderly_up(
-    data_dir: Path, *, name: str, partitions: int, **settings: str
+    data_dir: Path, *, name: str, partitions: int, as_json: bool = False, **settings: str
 ) -> AsyncIterator[Stack]:
     """Run `orderly up --data-dir DIR` with these ORDERLY_* settings until the block ends,
-    then stop it with SIGTERM and require a clean exit. ``name`` labels the kept logs."""
+    then stop it with SIGTERM and require a clean exit. ``name`` labels the kept logs; with
+    ``as_json``, `up --json` is run and its endpoints read as one JSON object."""
     data_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = data_dir.parent / f"{data_dir.name}.up.stderr"
     env = cli_env(ORDERLY_STREAM_PARTITIONS=str(partitions), ORDERLY_LOG_LEVEL="INFO", **settings)
@@ -85,12 +87,14 @@ async def orderly_up(
             "up",
             "--data-dir",
             str(data_dir),
+            *(["--json"] if as_json else []),
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
             env=env,
         )
     try:
-        endpoints = await asyncio.wait_for(_endpoints(up, stderr_path), START_TIMEOUT)
+        read = _json_endpoints if as_json else _endpoints
+        endpoints = await asyncio.wait_for(read(up, stderr_path), START_TIMEOUT)
         redis = aioredis.Redis.from_url(endpoints["redis"])
         temporal = await Client.connect(endpoints["temporal"], data_converter=DATA_CONVERTER)
         timeout = aiohttp.ClientTimeout(total=60)
@@ -124,4 +128,16 @@ async def _endpoints(up: asyncio.subprocess.Process, stderr_path: Path) -> dict[
             )
         name, _, url = line.strip().partition(": ")
         endpoints[name] = url
+    return endpoints
+
+
+async def _json_endpoints(up: asyncio.subprocess.Process, stderr_path: Path) -> dict[str, str]:
+    """The one JSON object `up --json` prints once everything is ready."""
+    assert up.stdout is not None
+    line = await up.stdout.readline()
+    if not line:
+        status = await up.wait()
+        raise AssertionError(f"up exited with status {status}:\n{stderr_path.read_text()[-3000:]}")
+    endpoints = json.loads(line)
+    assert isinstance(endpoints, dict) and all(isinstance(v, str) for v in endpoints.values())
     return endpoints

@@ -34,7 +34,11 @@ PAYMENT_ATTEMPT_S = 5
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     data_dir = tmp_path_factory.mktemp("cli-json") / "stack"
     settings = {"ORDERLY_SAGA_PAYMENT_ATTEMPT_S": str(PAYMENT_ATTEMPT_S)}
-    async with orderly_up(data_dir, name="cli_json_test", partitions=PARTITIONS, **settings) as up:
+    # `up --json`: the endpoints come as one JSON object (the stack's first verb in JSON).
+    async with orderly_up(
+        data_dir, name="cli_json_test", partitions=PARTITIONS, as_json=True, **settings
+    ) as up:
+        assert {"order-service", "redis", "postgres", "temporal", "api-token"} <= set(up.endpoints)
         yield up
 
 
