@@ -13,6 +13,7 @@ from eventbus.coalescing import CoalescingAppender
 from eventbus.topology import Topology
 from order_service.cancel_order_endpoint import post_cancel
 from order_service.catalog_endpoint import put_catalog_item
+from order_service.dashboard import add_dashboard
 from order_service.events_endpoint import post_events
 from order_service.inventory_endpoint import get_inventory
 from order_service.keys import APPENDER, ENGINE, REDIS, SETTINGS, TOPOLOGY
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> web.Application:
                 await connection.execute(sa.text("SELECT 1"))
 
         checks["postgres"] = postgres_answers
+    add_dashboard(app)  # after the Redis and Postgres resources: its feed reads both
     add_health_routes(app, checks, service="order-service")
     return app
 

@@ -1,3 +1,3 @@
-from orderly_platform.testing import flushed_redis_client, redis_server
+from orderly_platform.testing import flushed_redis_client, postgres_server, redis_server
 
-__all__ = ["flushed_redis_client", "redis_server"]
+__all__ = ["flushed_redis_client", "postgres_server", "redis_server"]

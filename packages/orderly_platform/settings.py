@@ -47,6 +47,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     saga_payment_attempt_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     # How often the projector trims streams below what is archived and acked everywhere.
     trim_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    # The order service's dashboard: how often it recomputes its snapshot (once for every
+    # open page), and how long a saga waits on one step before the dashboard calls it stuck.
+    dashboard_interval_s: Annotated[float, msgspec.Meta(ge=0.1)] = 2.0
+    dashboard_stuck_after_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # None: JSON for machines, readable lines when stderr is a terminal.
     log_format: Literal["json", "console"] | None = None
