@@ -9,7 +9,7 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,13 +69,25 @@ class Stack:
         return attempt
 
 
-@asynccontextmanager
-async def orderly_up(
-    data_dir: Path, *, name: str, partitions: int, as_json: bool = False, **settings: str
-) -> AsyncIterator[Stack]:
+def orderly_up(
+    data_dir: Path, *, name: str, partitions: int, **settings: str
+) -> AbstractAsyncContextManager[Stack]:
     """Run `orderly up --data-dir DIR` with these ORDERLY_* settings until the block ends,
-    then stop it with SIGTERM and require a clean exit. ``name`` labels the kept logs; with
-    ``as_json``, `up --json` is run and its endpoints read as one JSON object."""
+    then stop it with SIGTERM and require a clean exit. ``name`` labels the kept logs."""
+    return _orderly_up(data_dir, name, partitions, settings, as_json=False)
+
+
+def orderly_up_json(
+    data_dir: Path, *, name: str, partitions: int, **settings: str
+) -> AbstractAsyncContextManager[Stack]:
+    """``orderly_up`` through `up --json`: its endpoints read as the one JSON object it prints."""
+    return _orderly_up(data_dir, name, partitions, settings, as_json=True)
+
+
+@asynccontextmanager
+async def _orderly_up(
+    data_dir: Path, name: str, partitions: int, settings: dict[str, str], *, as_json: bool
+) -> AsyncIterator[Stack]:
     data_dir.mkdir(parents=True, exist_ok=True)
     stderr_path = data_dir.parent / f"{data_dir.name}.up.stderr"
     env = cli_env(ORDERLY_STREAM_PARTITIONS=str(partitions), ORDERLY_LOG_LEVEL="INFO", **settings)

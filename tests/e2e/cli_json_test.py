@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from tests.orderly_client import NO_FAULTS, TERMINAL, run_cli
-from tests.orderly_stack import Stack, orderly_up
+from tests.orderly_stack import Stack, orderly_up_json
 
 PARTITIONS = 2
 # Short payment attempts, so the held-up order retries (and ends) soon after the provider
@@ -35,8 +35,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     data_dir = tmp_path_factory.mktemp("cli-json") / "stack"
     settings = {"ORDERLY_SAGA_PAYMENT_ATTEMPT_S": str(PAYMENT_ATTEMPT_S)}
     # `up --json`: the endpoints come as one JSON object (the stack's first verb in JSON).
-    async with orderly_up(
-        data_dir, name="cli_json_test", partitions=PARTITIONS, as_json=True, **settings
+    async with orderly_up_json(
+        data_dir, name="cli_json_test", partitions=PARTITIONS, **settings
     ) as up:
         assert {"order-service", "redis", "postgres", "temporal", "api-token"} <= set(up.endpoints)
         yield up
