@@ -30,6 +30,9 @@ RECENT_FLOW = 20
 # Events in one flow message at most; a busier read is summarised by its count.
 FLOW_EVENTS_SHOWN = 50
 
+# The largest share of the time the feed may spend computing snapshots.
+MAX_DUTY = 0.1
+
 _json = msgspec.json.Encoder()
 
 SnapshotSource = Callable[[], Awaitable[msgspec.Struct]]
@@ -114,7 +117,11 @@ class DashboardFeed:
                 log.warning("dashboard snapshot failed", error=str(exc))
                 frame = sse_frame("problem", {"error": f"cannot read the platform's state: {exc}"})
             self._publish(frame)
-            await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
+            took = time.monotonic() - started
+            # At most a tenth of the time spent reading: a snapshot that grows slow (counting
+            # a read model of millions of orders) spaces the next ones out instead of keeping
+            # Postgres busy.
+            await asyncio.sleep(max(self._interval_s - took, took * (1 / MAX_DUTY - 1)))
 
     async def _order_flow(self, flow: AsyncIterator[list[FlowEvent]] | None) -> None:
         while True:
