@@ -7,16 +7,19 @@ Clients (and tests written outside this repo) rely on one error shape everywhere
 from __future__ import annotations
 
 import hmac
+import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
-from orderly_platform.logs import configure_logging, get_logger
+from orderly_platform.logs import configure_logging, get_logger, log_context
 from orderly_platform.metrics import add_metrics
 from orderly_platform.runtime import tune_gc_for_throughput
 from orderly_platform.settings import Settings, load_settings
+from orderly_platform.tracing import configure_tracing
 
 log = get_logger(__name__)
 
@@ -76,6 +79,45 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         log.exception("unhandled error", path=request.path, method=request.method)
         return error_response(ApiError(500, "internal_error", "the server failed; see its log"))
+
+
+CORRELATION_HEADER: Final = "X-Correlation-ID"
+# What a correlation id may be: it goes into every event the request causes and every log
+# line, so it must be short and plain (the envelope takes up to 128 characters).
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}")
+_CORRELATION_ID_KEY: Final = web.RequestKey("correlation_id", str)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give the request a correlation id and put it, and the route's order id, on every log
+    line the request writes; the response tells the caller the id (``X-Correlation-ID``).
+
+    A caller's own id is kept so its logs and orderly's can be joined; without one the
+    request starts a new correlation. Outermost, so error responses carry it too.
+    """
+    given = request.headers.get(CORRELATION_HEADER)
+    if given is not None and not _CORRELATION_ID.fullmatch(given):
+        return error_response(
+            ApiError(
+                400,
+                "bad_correlation_id",
+                f"{CORRELATION_HEADER} must be 1-128 letters, digits or ._:@/+=- "
+                "starting with a letter or digit",
+            )
+        )
+    correlation_id = given or str(uuid.uuid4())
+    request[_CORRELATION_ID_KEY] = correlation_id
+    with log_context(correlation_id=correlation_id, order_id=request.match_info.get("order_id")):
+        response = await handler(request)
+    if not response.prepared:  # a stream (server-sent events) has sent its headers already
+        response.headers[CORRELATION_HEADER] = correlation_id
+    return response
+
+
+def correlation_id_of(request: web.Request) -> str | None:
+    """The id ``request_context`` gave the request: what the events it appends carry."""
+    return request.get(_CORRELATION_ID_KEY)
 
 
 def require_bearer_token(request: web.Request, expected: str) -> None:
@@ -145,5 +187,7 @@ def run_service(name: str, create_app: Callable[[Settings], web.Application]) ->
     """What every service's ``python -m`` does: settings from ORDERLY_*, logging, serve."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    log.info(f"{name} starting", port=settings.http_port)
+    # Before the app and its clients are made: they are instrumented as they are built.
+    tracing = configure_tracing(name)
+    log.info(f"{name} starting", port=settings.http_port, tracing=tracing)
     serve(create_app(settings), host=settings.http_host, port=settings.http_port)
