@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import msgspec
@@ -34,6 +34,7 @@ from eventbus.metrics import EVENTS_APPENDED, EVENTS_DEDUPLICATED
 from eventbus.scripts import LuaScript, ScriptCall, as_text
 from eventbus.topology import Partition, Topology, category_of
 from orderly_platform.metrics import labelled
+from orderly_platform.tracing import current_traceparent
 
 DEFAULT_DEDUPE_TTL = 7 * 24 * 3600
 DEFAULT_VERSION_TTL = 90 * 24 * 3600
@@ -152,7 +153,7 @@ class EventAppender:
 
         Raises ``VersionConflict`` or ``AlreadyClaimed`` (both ``AppendRefused``).
         """
-        [outcome] = await self.append_units([batch])
+        [outcome] = await self.append_units([traced(batch)])
         if isinstance(outcome, AppendRefused):
             raise outcome
         return outcome
@@ -259,6 +260,29 @@ def _in_partition(partition: Partition, key: str) -> str:
     if not partition.holds(key):
         raise ValueError(f"{key!r} is not in the hash slot of {partition.tag}")
     return key
+
+
+def traced(unit: Unit) -> Unit:
+    """``unit`` with the caller's trace context in each envelope that has none, so the
+    trace continues wherever the events are consumed.
+
+    Called in the caller's task (a coalesced append is encoded in another one). Without
+    tracing it returns ``unit`` as it is, at the cost of one check.
+    """
+    traceparent = current_traceparent()
+    if traceparent is None:
+        return unit
+    return [
+        (
+            pending
+            if pending.envelope.traceparent is not None
+            else replace(
+                pending,
+                envelope=msgspec.structs.replace(pending.envelope, traceparent=traceparent),
+            )
+        )
+        for pending in unit
+    ]
 
 
 def payload_of(pending: PendingAppend) -> bytes:

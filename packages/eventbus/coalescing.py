@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from eventbus.appender import Appended, AppendRefused, EventAppender, Unit
+from eventbus.appender import Appended, AppendRefused, EventAppender, Unit, traced
 
 Waiting = tuple[Unit, "asyncio.Future[list[Appended]]"]
 
@@ -36,7 +36,7 @@ class CoalescingAppender:
     async def append_batch(self, batch: Unit) -> list[Appended]:
         """Same contract as ``EventAppender.append_batch``; raises ``AppendRefused``."""
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((batch, future))
+        self._waiting.append((traced(batch), future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._dispatch_until_empty())
         return await future

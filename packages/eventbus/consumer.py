@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from contracts import EventEnvelope, decode_envelope
+from eventbus.event_context import about_entry
 from eventbus.leases import PartitionLeases
 from eventbus.metrics import BATCH_DURATION, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED
 from eventbus.scripts import LuaScript, as_text
@@ -413,14 +414,15 @@ class StreamConsumer:
 
     async def _record_error(self, entry: StreamEntry) -> None:
         error = traceback.format_exc(limit=5)
-        log.warning(
-            "handler failed; entry stays pending",
-            group=self.config.group,
-            stream=entry.partition.stream,
-            entry_id=entry.entry_id,
-            deliveries=entry.deliveries,
-            error=error.strip().splitlines()[-1],
-        )
+        with about_entry(entry.payload):
+            log.warning(
+                "handler failed; entry stays pending",
+                group=self.config.group,
+                stream=entry.partition.stream,
+                entry_id=entry.entry_id,
+                deliveries=entry.deliveries,
+                error=error.strip().splitlines()[-1],
+            )
         await self.redis.hset(
             entry.partition.errors, f"{self.config.group}:{entry.entry_id}", error
         )
@@ -449,13 +451,14 @@ class StreamConsumer:
             return
         self.stats.dead_lettered += 1
         labelled(EVENTS_DEAD_LETTERED, self.config.group, partition.stream).inc()
-        log.error(
-            "entry dead-lettered",
-            group=self.config.group,
-            stream=partition.stream,
-            entry_id=entry.entry_id,
-            deliveries=entry.deliveries,
-        )
+        with about_entry(entry.payload):
+            log.error(
+                "entry dead-lettered",
+                group=self.config.group,
+                stream=partition.stream,
+                entry_id=entry.entry_id,
+                deliveries=entry.deliveries,
+            )
 
 
 def _entry(

@@ -40,6 +40,7 @@ from contracts import (
 )
 from eventbus.appender import Appended, EventAppender
 from eventbus.consumer import StreamEntry
+from eventbus.event_context import handling_event
 from eventbus.topology import Partition
 from inventory.stock import INVENTORY_SOURCE, StockLedger, answer_id
 from orderly_platform.logs import get_logger
@@ -90,6 +91,16 @@ class InventoryService:
         request = decode_stored_event(payload)
         if not isinstance(request, _REQUESTS):  # a type that upcasts to another one
             return None
+        with handling_event(attributes, INVENTORY_GROUP):
+            return await self._handle_request(request, attributes)
+
+    async def _handle_request(
+        self,
+        request: (
+            InventoryReservationRequested | InventoryCommitRequested | InventoryReleaseRequested
+        ),
+        attributes: CloudEventAttributes,
+    ) -> Appended:
         order_id, items = request.order_id, request.items
         answer: Event
         if isinstance(request, InventoryReservationRequested):

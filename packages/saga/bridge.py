@@ -30,6 +30,7 @@ from contracts import (
     OrderPlaced,
 )
 from eventbus.consumer import StreamEntry
+from eventbus.event_context import handling_event
 from orderly_platform.logs import get_logger
 from saga.messages import ORDERS_TASK_QUEUE, SagaDeadlines, SagaInput
 from saga.workflow import OrderSaga
@@ -62,10 +63,13 @@ class SagaBridge:
 
     async def _forward(self, envelopes: list[EventEnvelope]) -> None:
         for envelope in envelopes:
-            if isinstance(envelope.data, OrderPlaced):
-                await self._start(envelope, envelope.data)
-            else:
-                await self._signal(envelope)
+            # The workflow start or signal continues the trace of the event's producer:
+            # Temporal's interceptor carries it on into the saga and its activities.
+            with handling_event(envelope, BRIDGE_GROUP):
+                if isinstance(envelope.data, OrderPlaced):
+                    await self._start(envelope, envelope.data)
+                else:
+                    await self._signal(envelope)
 
     async def _start(self, envelope: EventEnvelope, placed: OrderPlaced) -> None:
         saga_input = SagaInput(
