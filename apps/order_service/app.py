@@ -20,7 +20,7 @@ from order_service.keys import APPENDER, ENGINE, REDIS, SETTINGS, TOPOLOGY
 from order_service.orders_endpoint import get_order, list_orders
 from order_service.place_order_endpoint import post_order
 from orderly_platform.database import create_engine
-from orderly_platform.http import add_health_routes, json_errors
+from orderly_platform.http import add_health_routes, json_errors, request_context
 from orderly_platform.settings import Settings
 
 
@@ -29,7 +29,9 @@ def create_app(settings: Settings) -> web.Application:
         raise ValueError("the order service needs ORDERLY_API_TOKEN for its write endpoints")
     if not settings.redis_url:
         raise ValueError("the order service needs ORDERLY_REDIS_URL")
-    app = web.Application(middlewares=[json_errors], client_max_size=settings.max_request_bytes)
+    app = web.Application(
+        middlewares=[request_context, json_errors], client_max_size=settings.max_request_bytes
+    )
     app[SETTINGS] = settings
     app[TOPOLOGY] = Topology(partitions=settings.stream_partitions)
     app.cleanup_ctx.append(_redis)

@@ -31,7 +31,12 @@ from eventbus.topology import ORDERS
 from order_service.catalog_endpoint import SOURCE
 from order_service.errors import append_or_503, contract_error, require_json, store_unavailable
 from order_service.keys import APPENDER, REDIS, SETTINGS, TOPOLOGY
-from orderly_platform.http import ApiError, json_response, require_bearer_token
+from orderly_platform.http import (
+    ApiError,
+    correlation_id_of,
+    json_response,
+    require_bearer_token,
+)
 
 
 async def post_cancel(request: web.Request) -> web.Response:
@@ -49,9 +54,10 @@ async def post_cancel(request: web.Request) -> web.Response:
     if not placed:
         raise ApiError(404, "order_not_found", f"no order {order_id!r} was placed")
     event = OrderCancellationRequested(order_id=command.order_id, reason=command.reason)
-    await append_or_503(
-        request.app[APPENDER], [PendingAppend(new_envelope(event, source=SOURCE, subject=order_id))]
+    envelope = new_envelope(
+        event, source=SOURCE, subject=order_id, correlation_id=correlation_id_of(request)
     )
+    await append_or_503(request.app[APPENDER], [PendingAppend(envelope)])
     return json_response(
         {"order_id": order_id, "cancellation": "requested", "reason": command.reason},
         status=202,

@@ -23,7 +23,7 @@ from eventbus.appender import PendingAppend
 from inventory.catalog_copy import catalog_side_writes
 from order_service.errors import append_or_503, contract_error, require_json
 from order_service.keys import APPENDER, SETTINGS, TOPOLOGY
-from orderly_platform.http import json_response, require_bearer_token
+from orderly_platform.http import correlation_id_of, json_response, require_bearer_token
 
 SOURCE = "/order-service"
 
@@ -49,7 +49,9 @@ async def put_catalog_item(request: web.Request) -> web.Response:
     event = CatalogItemUpdated(
         sku=sku, price=command.price, currency=command.currency, on_hand=command.on_hand
     )
-    envelope = new_envelope(event, source=SOURCE, subject=sku)
+    envelope = new_envelope(
+        event, source=SOURCE, subject=sku, correlation_id=correlation_id_of(request)
+    )
     side_writes = catalog_side_writes(envelope, request.app[TOPOLOGY])
     await append_or_503(request.app[APPENDER], [PendingAppend(envelope, side_writes=side_writes)])
     return json_response(

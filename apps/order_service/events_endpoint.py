@@ -22,7 +22,12 @@ from inventory.catalog_copy import catalog_side_writes
 from order_service.cloudevents_http import BATCH, BadHeader, UnsupportedMediaType, parse_events
 from order_service.errors import append_or_503, contract_error
 from order_service.keys import APPENDER, SETTINGS, TOPOLOGY
-from orderly_platform.http import ApiError, json_response, require_bearer_token
+from orderly_platform.http import (
+    ApiError,
+    correlation_id_of,
+    json_response,
+    require_bearer_token,
+)
 
 # Outside systems may publish these; the saga's own events only orderly writes.
 INTEGRATION_EVENT_TYPES = frozenset({"orderly.StockReceived.v1"})
@@ -34,6 +39,12 @@ async def post_events(request: web.Request) -> web.Response:
     require_bearer_token(request, settings.api_token)
     body = await request.read()  # 413 past client_max_size, raised by aiohttp
     envelopes = _parse(request, body)
+    correlation_id = correlation_id_of(request)
+    # An outside system's own correlation is kept; an event without one joins the request's.
+    envelopes = [
+        e if e.correlationid else msgspec.structs.replace(e, correlationid=correlation_id)
+        for e in envelopes
+    ]
     topology = request.app[TOPOLOGY]
     appended = await append_or_503(
         request.app[APPENDER],

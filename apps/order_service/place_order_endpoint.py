@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
@@ -35,7 +36,12 @@ from order_service.errors import append_or_503, contract_error, require_json, st
 from order_service.idempotency import IdempotentRequest, idempotency_key, new_order_id
 from order_service.keys import APPENDER, REDIS, SETTINGS, TOPOLOGY
 from order_service.pricing import PricingRefused, price_order
-from orderly_platform.http import ApiError, json_response, require_bearer_token
+from orderly_platform.http import (
+    ApiError,
+    correlation_id_of,
+    json_response,
+    require_bearer_token,
+)
 
 PENDING = "PENDING"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -61,12 +67,16 @@ async def post_order(request: web.Request) -> web.Response:
         return _accepted(idempotent.first_order_id(stored), replayed=True)
 
     order_id = new_order_id(topology, None if idempotent is None else idempotent.partition)
+    # The rest of the request's log lines are about this order (request_context clears it).
+    structlog.contextvars.bind_contextvars(order_id=order_id)
     try:
         event = price_order(command, catalog, order_id=order_id)
     except PricingRefused as exc:
         raise ApiError(422, exc.code, {"field": exc.field, "reason": exc.reason}) from None
     pending = PendingAppend(
-        new_envelope(event, source=SOURCE, subject=order_id),
+        new_envelope(
+            event, source=SOURCE, subject=order_id, correlation_id=correlation_id_of(request)
+        ),
         expected_version=0,
         claim=None if idempotent is None else idempotent.claim(order_id),
     )

@@ -25,7 +25,9 @@ from orderly_platform.database import create_engine
 from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.readiness import postgres_answers, redis_answers, temporal_answers
 from orderly_platform.settings import Settings
+from orderly_platform.temporal_logs import ActivityLogContext
 from orderly_platform.temporal_metrics import temporal_runtime
+from orderly_platform.tracing import temporal_interceptors
 from payments.activities import PaymentActivities
 from payments.provider import PaymentProvider
 from saga.converter import DATA_CONVERTER
@@ -59,6 +61,7 @@ def create_app(settings: Settings) -> web.Application:
             namespace=settings.temporal_namespace,
             data_converter=DATA_CONVERTER,
             runtime=temporal_runtime(),  # its metrics on this service's /metrics
+            interceptors=temporal_interceptors(),
         )
         state["client"] = client
         async with aiohttp.ClientSession() as session:
@@ -72,6 +75,7 @@ def create_app(settings: Settings) -> web.Application:
                 task_queue=PAYMENTS_TASK_QUEUE,
                 activities=[activities.capture_payment, activities.refund_payment],
                 max_concurrent_activities=100,
+                interceptors=[ActivityLogContext()],
             )
             worker_task = asyncio.create_task(worker.run())
             yield

@@ -25,7 +25,9 @@ from orderly_platform.http import add_health_routes, json_errors
 from orderly_platform.metrics import refresh_on_scrape
 from orderly_platform.readiness import redis_answers, temporal_answers
 from orderly_platform.settings import Settings
+from orderly_platform.temporal_logs import ActivityLogContext
 from orderly_platform.temporal_metrics import temporal_runtime
+from orderly_platform.tracing import temporal_interceptors
 from saga.activities import SagaActivities
 from saga.bridge import BRIDGE_GROUP, SagaBridge
 from saga.converter import DATA_CONVERTER
@@ -57,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
             namespace=settings.temporal_namespace,
             data_converter=DATA_CONVERTER,
             runtime=temporal_runtime(),  # its metrics on this service's /metrics
+            interceptors=temporal_interceptors(),
         )
         emitter = SagaActivities(EventAppender(redis, topology))
         worker = Worker(
@@ -64,6 +67,7 @@ def create_app(settings: Settings) -> web.Application:
             task_queue=ORDERS_TASK_QUEUE,
             workflows=[OrderSaga],
             activities=[emitter.emit_event],
+            interceptors=[ActivityLogContext()],
         )
         bridge = StreamConsumer(
             redis,
