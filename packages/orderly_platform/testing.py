@@ -6,13 +6,19 @@ file) starts a server at most once; servers live in a temporary dir and die with
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+import structlog
 
 from orderly_platform.embedded import PostgresServer, RedisServer, TemporalServer
+from orderly_platform.logs import configure_logging
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -51,3 +57,21 @@ async def flushed_redis_client(redis_server: RedisServer) -> AsyncIterator[aiore
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def log_output() -> io.StringIO:
+    """What the process logs (JSON lines, as they would go to stderr), from here on."""
+    structlog.contextvars.clear_contextvars()
+    configure_logging("DEBUG", "json")
+    stream = io.StringIO()
+    [handler] = logging.getLogger().handlers
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    return stream
+
+
+def json_log_lines(output: io.StringIO, event: str | None = None) -> list[dict[str, Any]]:
+    """The lines logged so far, decoded; only those saying ``event`` when it is given."""
+    lines = [json.loads(line) for line in output.getvalue().splitlines()]
+    return [line for line in lines if event is None or line["event"] == event]
