@@ -13,6 +13,7 @@ from contracts.values import (
     Currency,
     CustomerId,
     IdempotencyKey,
+    Identifier,
     MinorUnits,
     OrderId,
     OrderItems,
@@ -57,6 +58,9 @@ class CapturePayment(Command, frozen=True, kw_only=True):
     currency: Currency
     payment_token: PaymentToken
     idempotency_key: IdempotencyKey
+    # The order's correlation, for the payment event and the log lines (sagas started
+    # before it was sent leave it out).
+    correlation_id: Identifier | None = None
 
 
 class RefundPayment(Command, frozen=True, kw_only=True):
@@ -66,6 +70,7 @@ class RefundPayment(Command, frozen=True, kw_only=True):
     amount: Amount
     currency: Currency
     idempotency_key: IdempotencyKey
+    correlation_id: Identifier | None = None
 
 
 COMMAND_TYPES: Final[tuple[type[Command], ...]] = (

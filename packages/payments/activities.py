@@ -115,6 +115,7 @@ class PaymentActivities:
                 source=PAYMENTS_SOURCE,
                 subject=request.order_id,
                 id=_event_id(key, outcome.status),
+                correlation_id=request.correlation_id,
             )
         )
 
@@ -157,6 +158,7 @@ class PaymentActivities:
                 source=PAYMENTS_SOURCE,
                 subject=request.order_id,
                 id=_event_id(key, "refunded"),
+                correlation_id=request.correlation_id,
             )
         )
         return RefundOutcome(refunded=request.amount, refund_id=refund_id)

@@ -62,6 +62,8 @@ CONFIRMED, REJECTED, CANCELLED = "CONFIRMED", "REJECTED", "CANCELLED"
 # workflow.patched ids: each names a change to the commands a saga issues.
 _LOCAL_EMITS = "local-emits"
 _ACTIVITY_EMITS = "activity-emits"
+# Payment requests name the order's correlation (for the payment events and log lines).
+_CORRELATED_PAYMENTS = "correlated-payments"
 
 
 @workflow.defn(name="OrderSaga")
@@ -163,6 +165,7 @@ class OrderSaga:
                     currency=order.currency,
                     payment_token=order.payment_token,
                     idempotency_key=f"{order.order_id}:capture",
+                    correlation_id=self._payment_correlation(),
                 ),
                 task_queue=PAYMENTS_TASK_QUEUE,
                 result_type=PaymentOutcome,
@@ -231,6 +234,7 @@ class OrderSaga:
                     amount=self._captured or order.total,
                     currency=order.currency,
                     idempotency_key=f"{order.order_id}:refund",
+                    correlation_id=self._payment_correlation(),
                 ),
                 task_queue=PAYMENTS_TASK_QUEUE,
                 result_type=RefundOutcome,
@@ -248,6 +252,12 @@ class OrderSaga:
             )
             await self._wait_for("inventory release", InventoryReleased, cancellable=False)
             self._reserved = False
+
+    def _payment_correlation(self) -> str | None:
+        assert self._order is not None
+        # Only the request changes, but its history would show it: sagas that asked for a
+        # payment without it keep asking that way.
+        return self._order.correlation_id if workflow.patched(_CORRELATED_PAYMENTS) else None
 
     def _cancel_requested(self) -> bool:
         # A method, not an inline test: a signal sets it between the saga's awaits.

@@ -34,6 +34,7 @@ from inventory.service import INVENTORY_GROUP, InventoryService
 from inventory.stock import StockLedger
 from order_service.app import create_app
 from orderly_platform.embedded import RedisServer, TemporalServer
+from orderly_platform.http import CORRELATION_HEADER
 from orderly_platform.settings import Settings
 from orderly_platform.temporal_logs import ActivityLogContext
 from orderly_platform.tracing import enable_tracing, temporal_interceptors
@@ -59,9 +60,13 @@ def spans() -> InMemorySpanExporter:
     return exporter
 
 
+CAPTURES: list[CapturePayment] = []
+
+
 @activity.defn(name=CAPTURE_PAYMENT)
 async def capture(request: CapturePayment) -> PaymentOutcome:
     """The payment service's capture as the saga sees it (the provider is not the point)."""
+    CAPTURES.append(request)
     return PaymentOutcome(status="captured", amount=request.amount, charge_id="ch-1")
 
 
@@ -148,9 +153,8 @@ async def test_one_trace_from_post_orders_through_the_saga_to_its_activities(
     assert {_context(s).trace_id for s in finished} == {trace_id}
 
     # The envelope carried the trace across Redis: OrderPlaced names the request's span.
-    [envelope] = [
-        e for e in await _order_events(redis, order_id) if isinstance(e.data, OrderPlaced)
-    ]
+    order_events = await _order_events(redis, order_id)
+    [envelope] = [e for e in order_events if isinstance(e.data, OrderPlaced)]
     server_context = _context(server)
     assert envelope.traceparent == (
         f"00-{trace_id:032x}-{server_context.span_id:016x}-{server_context.trace_flags:02x}"
@@ -180,6 +184,11 @@ async def test_one_trace_from_post_orders_through_the_saga_to_its_activities(
         while root.parent is not None:
             root = parent(root)
         assert root is server, span.name
+    # And the request's correlation id went the same way: into every event of the order
+    # (the saga's, the inventory service's) and the payment request.
+    correlation_id = placed.headers[CORRELATION_HEADER]
+    assert {e.correlationid for e in order_events} == {correlation_id}
+    assert [c.correlation_id for c in CAPTURES] == [correlation_id]
     names = {s.name for s in finished}
     assert {
         "RunActivity:emit_event",
