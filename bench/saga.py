@@ -216,7 +216,8 @@ def label_of(pid: int) -> str:
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     if "-m" in argv[:-1]:
         return argv[argv.index("-m") + 1]
-    return Path(argv[0]).name.removesuffix("-server")  # redis-server, postgres, temporal
+    # redis-server rewrites its argv[0] as "redis-server HOST:PORT".
+    return Path(argv[0].split(" ")[0]).name.removesuffix("-server")  # redis, postgres, temporal
 
 
 def stack_cores_meter(up_pid: int) -> CoresMeter:
