@@ -12,10 +12,11 @@ from typing import Any
 import aiohttp
 import click
 
+from cli.errors import one_line
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import require_endpoint, resolve_endpoints
+from projections.orders import TERMINAL
 
-TERMINAL = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
 # Polling an order for its end: the first look soon, then each wait a fifth longer, so the
 # moment seen trails the real one by at most ~20% (and POLL_MAX_S), and a slow order costs
 # a few requests a second, not ten.
@@ -132,6 +133,5 @@ async def order_api(settings: Settings, *, connections: int = 100) -> AsyncItera
 
 def unreachable(settings: Settings, exc: BaseException) -> ApiFailed:
     """The one-line error for an order service that does not answer."""
-    detail = " ".join(str(exc).split()) or type(exc).__name__
     url = resolve_endpoints(settings).get("order-service", "?")
-    return ApiFailed(f"cannot reach the order service at {url}: {detail}")
+    return ApiFailed(f"cannot reach the order service at {url}: {one_line(exc)}")

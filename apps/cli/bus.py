@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from cli.errors import one_line
 from eventbus.topology import Topology
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import redacted, require_endpoint
@@ -35,10 +36,10 @@ def run_on_redis(settings: Settings, work: Callable[[aioredis.Redis], Awaitable[
         return asyncio.run(_with_client(url, work))
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise click.ClickException(
-            f"cannot reach redis at {redacted(url)}: {_one_line(exc)}"
+            f"cannot reach redis at {redacted(url)}: {one_line(exc)}"
         ) from None
     except RedisError as exc:
-        raise click.ClickException(f"redis at {redacted(url)} failed: {_one_line(exc)}") from None
+        raise click.ClickException(f"redis at {redacted(url)} failed: {one_line(exc)}") from None
 
 
 async def _with_client(url: str, work: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
@@ -50,7 +51,3 @@ async def _with_client(url: str, work: Callable[[aioredis.Redis], Awaitable[T]])
         return await work(client)
     finally:
         await client.aclose()
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

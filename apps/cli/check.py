@@ -29,6 +29,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from cli.bus import topology
+from cli.errors import one_line
 from cli.options import emit, stack_options
 from cli.postgres import CONNECT_TIMEOUT_S
 from cli.table import table
@@ -38,10 +39,10 @@ from eventbus.topology import CATALOG
 from orderly_platform.database import create_engine
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import redacted, require_endpoint
+from projections.orders import TERMINAL
 from projections.rebuild import verify
 from projections.registry import PROJECTIONS
 
-TERMINAL = ("CONFIRMED", "REJECTED", "CANCELLED")
 EXAMPLES = 5
 
 
@@ -81,8 +82,7 @@ def check_command(settings: Settings, as_json: bool, settle: float) -> None:
         RedisError,
         SQLAlchemyError,
     ) as exc:
-        detail = " ".join(str(exc).split())
-        raise click.ClickException(f"cannot check: {type(exc).__name__}: {detail}") from None
+        raise click.ClickException(f"cannot check: {type(exc).__name__}: {one_line(exc)}") from None
     rows = [
         [f.invariant, "ok" if f.ok else "BROKEN", "; ".join(f.broken[:EXAMPLES]) or f.note]
         for f in findings

@@ -28,6 +28,7 @@ import click
 
 from cli.api import ApiFailed, OrderApi, order_api, unreachable
 from cli.durations import Duration, format_ms
+from cli.errors import one_line
 from cli.options import emit, stack_options
 from cli.table import table
 from cli.workload import Workload
@@ -137,7 +138,9 @@ def load_command(
     tally = Tally()
 
     async def load() -> float:
-        async with order_api(settings) as api:
+        # A connection for every order in flight and every poll: a request waiting for a
+        # connection would count its wait as accept latency.
+        async with order_api(settings, connections=in_flight + POLL_SLOTS) as api:
             await workload.stock(api)
             placing = _Placing(api, workload, timeout_ms / 1000, min(POLL_SLOTS, in_flight))
             # On stderr, so that --json output stays parseable.
@@ -238,7 +241,7 @@ class _Placing:
                 idempotency_key=f"load-{uuid.uuid4().hex}",
             )
         except (ApiFailed, aiohttp.ClientError, TimeoutError) as exc:
-            return Outcome(FAILED, error=_one_line(exc))
+            return Outcome(FAILED, error=one_line(exc))
         accepted = time.perf_counter()
         accept_s, accepted_at_s = accepted - sent, accepted - self.started
         try:
@@ -246,7 +249,7 @@ class _Placing:
                 await self.api.cancel(order_id, "changed my mind (load)")
             order = await self.api.poll_until_terminal(order_id, self.timeout_s, self.polls)
         except (ApiFailed, aiohttp.ClientError, TimeoutError) as exc:
-            return Outcome(FAILED, accept_s, accepted_at_s, error=_one_line(exc))
+            return Outcome(FAILED, accept_s, accepted_at_s, error=one_line(exc))
         if order is None or order["status"] == UNFINISHED:
             return Outcome(
                 UNFINISHED, accept_s, accepted_at_s, error=f"order {order_id} did not end"
@@ -342,7 +345,3 @@ def _per_s(count: int, seconds: float) -> float:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.1f} ms"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

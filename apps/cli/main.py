@@ -11,6 +11,7 @@ import click
 from cli.check import check_command
 from cli.demo import demo_command
 from cli.dlq import dlq_group
+from cli.errors import one_line
 from cli.load import load_command
 from cli.migrate import migrate_command
 from cli.pending import pending_command
@@ -47,8 +48,7 @@ def main() -> None:
         # the operator; ORDERLY_LOG_LEVEL=DEBUG adds the traceback for whoever fixes it.
         if os.environ.get("ORDERLY_LOG_LEVEL", "").upper() == "DEBUG":
             traceback.print_exc()
-        detail = " ".join(str(exc).split())
-        click.echo(f"Error: unexpected {type(exc).__name__}: {detail}", err=True)
+        click.echo(f"Error: unexpected {type(exc).__name__}: {one_line(exc)}", err=True)
         status = 1
     else:
         status = 0

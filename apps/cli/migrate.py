@@ -10,6 +10,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
+from cli.errors import one_line
 from cli.options import emit, stack_options
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import redacted, require_endpoint
@@ -28,8 +29,7 @@ def migrate_command(settings: Settings, as_json: bool, revision: str) -> None:
         migrations.upgrade(url, revision)
         current = asyncio.run(migrations.current_revision(url))
     except MIGRATION_ERRORS as exc:
-        one_line = " ".join(str(exc).split())
         raise click.ClickException(
-            f"cannot migrate the database at {redacted(url)}: {one_line}"
+            f"cannot migrate the database at {redacted(url)}: {one_line(exc)}"
         ) from None
     emit(as_json, {"postgres": url, "revision": current}, [f"postgres at revision {current}"])

@@ -11,6 +11,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cli.errors import one_line
 from orderly_platform.database import create_engine
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import redacted, require_endpoint
@@ -34,10 +35,10 @@ async def read_model_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
         yield engine
     except OSError as exc:  # refused, unresolvable, timed out
         raise click.ClickException(
-            f"cannot reach postgres at {redacted(url)}: {_line(exc)}"
+            f"cannot reach postgres at {redacted(url)}: {one_line(exc)}"
         ) from None
     except SQLAlchemyError as exc:
-        raise click.ClickException(f"postgres at {redacted(url)} failed: {_line(exc)}") from None
+        raise click.ClickException(f"postgres at {redacted(url)} failed: {one_line(exc)}") from None
     finally:
         await engine.dispose()
 
@@ -48,7 +49,3 @@ def run_on_postgres(settings: Settings, work: Callable[[AsyncEngine], Awaitable[
             return await work(engine)
 
     return asyncio.run(run())
-
-
-def _line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -9,6 +9,7 @@ from typing import TypeVar
 import click
 from temporalio.client import Client
 
+from cli.errors import one_line
 from orderly_platform.settings import Settings
 from orderly_platform.stack_file import require_endpoint
 from saga.converter import DATA_CONVERTER
@@ -28,8 +29,7 @@ async def connect_temporal(settings: Settings) -> Client:
             CONNECT_TIMEOUT_S,
         )
     except (RuntimeError, TimeoutError, OSError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise click.ClickException(f"cannot reach temporal at {address}: {detail}") from None
+        raise click.ClickException(f"cannot reach temporal at {address}: {one_line(exc)}") from None
 
 
 def run_on_temporal(settings: Settings, work: Callable[[Client], Awaitable[T]]) -> T:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -77,7 +78,12 @@ class DashboardFeed:
                     queue.put_nowait(frame)
             self._clients.add(queue)
             if self._task is None:
-                self._task = asyncio.create_task(self._run(), name="dashboard-feed")
+                # A context of its own: the feed outlives the request that started it, and
+                # must not log that request's correlation id (or continue its trace) forever.
+                self._task = asyncio.create_task(
+                    self._run(), name="dashboard-feed", context=contextvars.Context()
+                )
+                self._task.add_done_callback(self._feed_ended)
         try:
             yield queue
         finally:
@@ -91,6 +97,18 @@ class DashboardFeed:
         for queue in list(self._clients):
             self._let_go(queue)
         await self._stop()
+
+    def _feed_ended(self, task: asyncio.Task[None]) -> None:
+        """A feed that failed is let go, so that the next page to subscribe starts a new one."""
+        if task.cancelled():
+            return
+        if (error := task.exception()) is not None:
+            log.error("dashboard feed failed", exc_info=error)
+        if self._task is task:
+            self._task = None
+            # Their pages reconnect, and the first of them starts a new feed.
+            for queue in list(self._clients):
+                self._let_go(queue)
 
     async def _stop(self) -> None:
         task, self._task = self._task, None
