@@ -3,33 +3,19 @@ and nothing written."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from contracts import OrderCancellationRequested, decode_envelope
 from eventbus.topology import ORDERS, Topology
-from order_service.app import create_app
-from orderly_platform.embedded import RedisServer
-from orderly_platform.settings import Settings
+from order_service.testing import AUTH
 
-TOKEN = "cancel-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {**AUTH, "Content-Type": "application/json"}
 TOPOLOGY = Topology(partitions=2)
-
-
-@pytest_asyncio.fixture
-async def client(
-    redis_server: RedisServer, redis: aioredis.Redis
-) -> AsyncIterator[TestClient[Any, Any]]:
-    settings = Settings(redis_url=redis_server.url, api_token=TOKEN, stream_partitions=2)
-    async with TestClient(TestServer(create_app(settings))) as test_client:
-        yield test_client
 
 
 @pytest_asyncio.fixture

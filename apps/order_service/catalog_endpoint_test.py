@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from contracts import CatalogItemUpdated, decode_envelope
 from eventbus.topology import Topology
 from inventory.catalog_copy import CatalogItem, read_catalog_items
-from order_service.app import create_app
-from orderly_platform.embedded import RedisServer
-from orderly_platform.settings import Settings
+from order_service.testing import AUTH
 
-TOKEN = "catalog-token"
-HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+HEADERS = {**AUTH, "Content-Type": "application/json"}
 ITEM = {"price": 1299, "currency": "EUR", "on_hand": 40}
-
-
-@pytest_asyncio.fixture
-async def client(
-    redis_server: RedisServer, redis: aioredis.Redis
-) -> AsyncIterator[TestClient[Any, Any]]:
-    settings = Settings(redis_url=redis_server.url, api_token=TOKEN, stream_partitions=2)
-    async with TestClient(TestServer(create_app(settings))) as test_client:
-        yield test_client
 
 
 async def catalog_events(redis: aioredis.Redis) -> list[Any]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest_asyncio
 import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from contracts import (
     CatalogItemUpdated,
@@ -18,23 +16,10 @@ from contracts import (
     decode_envelope,
 )
 from eventbus.topology import CATEGORIES, Topology
-from order_service.app import create_app
-from orderly_platform.embedded import RedisServer
+from order_service.testing import AUTH
 from orderly_platform.http import CORRELATION_HEADER
-from orderly_platform.settings import Settings
 
-TOKEN = "correlation-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TOPOLOGY = Topology(partitions=2)
-
-
-@pytest_asyncio.fixture
-async def client(
-    redis_server: RedisServer, redis: aioredis.Redis
-) -> AsyncIterator[TestClient[Any, Any]]:
-    settings = Settings(redis_url=redis_server.url, api_token=TOKEN, stream_partitions=2)
-    async with TestClient(TestServer(create_app(settings))) as test_client:
-        yield test_client
 
 
 async def events(redis: aioredis.Redis) -> list[EventEnvelope]:
