@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import random
 import signal
 import socket
 import time
@@ -23,12 +24,37 @@ class ServerFailedToStart(RuntimeError):
     """A server exited or did not become ready in time; the message carries its log tail."""
 
 
+# Ports for servers come from below the kernel's ephemeral range: a port the kernel hands out
+# as free (bind to 0) is one it will also hand to the next outgoing connection of any
+# process, which then takes it before the server binds it (the Temporal dev server, binding
+# four, lost that race under parallel tests). Below the range only another server can race.
+_SERVER_PORTS = range(20_000, 32_768)
+
+
+def _ephemeral_ports() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32_768, 61_000)  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on loopback that nothing listens on right now, outside the ephemeral range
+    where it can be, so that no outgoing connection takes it before its server binds it."""
+    ephemeral = _ephemeral_ports()
+    candidates = [p for p in _SERVER_PORTS if p not in ephemeral]
+    for port in random.sample(candidates, min(64, len(candidates))):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # all taken: any free one
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 # Resolved once in the parent: between fork and exec the child must not dlopen (a loader

@@ -1,6 +1,7 @@
 import asyncio
 import os
 import signal
+import socket
 import sys
 import textwrap
 import time
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orderly_platform.embedded.process import ManagedProcess, ServerFailedToStart
+from orderly_platform.embedded.process import ManagedProcess, ServerFailedToStart, free_port
 
 
 def python(code: str) -> list[str]:
@@ -114,3 +115,13 @@ async def test_children_die_when_their_parent_is_killed(tmp_path: Path) -> None:
         parent.kill()
         await parent.wait()
     assert await await_condition(lambda: is_gone(child_pid)), "child outlived its parent"
+
+
+def test_free_ports_lie_outside_the_ephemeral_range_and_can_be_bound() -> None:
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = {free_port() for _ in range(20)}
+    assert all(not low <= port <= high for port in ports), ports
+    assert len(ports) > 1  # chosen at random, so parallel tests rarely pick the same one
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))
