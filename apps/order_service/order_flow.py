@@ -3,26 +3,34 @@
 A plain XREAD, not a consumer group: the dashboard only watches, so it must not take
 entries from any group, leave anything pending, or need acknowledging. It starts at the
 streams' heads (what XREAD calls ``$``) and then follows each stream from the last entry it
-saw, so nothing appended between two reads is missed.
+saw, so nothing appended between two reads is missed, also across a Redis outage.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contracts import ContractError, decode_stored_attributes
 from eventbus.scripts import as_text
 from eventbus.topology import Partition
+from orderly_platform.logs import get_logger
+
+log = get_logger(__name__)
 
 # Entries read per stream per round trip: under a burst the flow falls behind gracefully
 # instead of holding one huge reply.
 BATCH = 500
 # How long one XREAD waits for an entry; well under the client's socket timeout (5 s).
 BLOCK_MS = 1000
+# Between reads while Redis does not answer.
+RETRY_S = 1.0
 # Never the first entry id of a stream: reading after it reads everything.
 _BEFORE_ANY = "0-0"
 
@@ -50,7 +58,14 @@ async def _follow(
     redis: aioredis.Redis, positions: dict[str, str], block_ms: int
 ) -> AsyncIterator[list[FlowEvent]]:
     while True:
-        replies = await redis.xread(positions, count=BATCH, block=block_ms)
+        try:
+            replies = await redis.xread(positions, count=BATCH, block=block_ms)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Keep the positions and read on from them once Redis is back: what was appended
+            # meanwhile still shows (the snapshots report the outage itself).
+            log.warning("order flow cannot read; retrying", error=str(exc))
+            await asyncio.sleep(RETRY_S)
+            continue
         batch = []
         for stream, entries in replies or []:
             for entry_id, fields in entries:

@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 
 from eventbus.topology import ORDERS, Topology
 from order_service.order_flow import FlowEvent, tail_order_events
+from orderly_platform.embedded import RedisServer
 
 PARTITIONS = Topology(partitions=3).partitions_of(ORDERS)
 
@@ -56,3 +57,26 @@ async def test_the_flow_holds_what_is_appended_after_it_started_on_every_stream_
     # Only watched: no consumer group was made, so nothing is pending anywhere.
     for stream in (first, second, later):
         assert await redis.xinfo_groups(stream) == []
+
+
+async def test_the_flow_reads_on_from_where_it_was_after_its_connection_is_cut(
+    redis: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    watcher = aioredis.Redis.from_url(redis_server.url)
+    try:
+        flow = await tail_order_events(watcher, PARTITIONS, block_ms=100)
+        stream = PARTITIONS[0].stream
+        await redis.xadd(stream, stored("a", "OrderPlaced", 1))
+        assert [e.order_id for e in await anext(flow)] == ["a"]
+
+        # Cut the watcher's connection, then append while it is away.
+        watcher_id = await watcher.client_id()
+        await redis.client_kill_filter(_id=watcher_id)
+        await redis.xadd(stream, stored("b", "OrderPlaced", 2))
+
+        seen: list[str] = []
+        while "b" not in seen:
+            seen += [e.order_id for e in await anext(flow)]
+        assert seen == ["b"]
+    finally:
+        await watcher.aclose()
