@@ -125,7 +125,10 @@ def http_metrics(service: str) -> Middleware:
             status = exc.status
             raise
         except asyncio.CancelledError:
-            status = 499  # the client went away first (nginx's "client closed request")
+            # The client went away first (nginx's "client closed request"). Only where the
+            # server cancels handlers of lost clients: `serve` leaves aiohttp's
+            # handler_cancellation off, so a handler there finishes and records its status.
+            status = 499
             raise
         finally:
             method = request.method if request.method in _METHODS else "OTHER"
