@@ -160,7 +160,13 @@ async def test_the_happy_path_reserves_captures_commits_and_confirms(saga: Harne
     handle = await saga.start()
     order_id = handle.id
     await saga.when_emitted(order_id, "InventoryReservationRequested")
-    assert (await handle.query(OrderSaga.state)).waiting_for == "inventory reservation"
+
+    # The request is in Redis once the emit ran; the saga waits for its answer only after it
+    # has been told the emit completed, a workflow task later.
+    async def waits_for_the_reservation() -> bool:
+        return (await handle.query(OrderSaga.state)).waiting_for == "inventory reservation"
+
+    await eventually(waits_for_the_reservation)
     await signal(handle, InventoryReserved(order_id=order_id, items=ITEMS))
     await saga.when_emitted(order_id, "InventoryCommitRequested")
     await signal(handle, InventoryCommitted(order_id=order_id, items=ITEMS))
