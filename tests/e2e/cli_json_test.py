@@ -9,9 +9,8 @@ an order in flight for a while).
 
 from __future__ import annotations
 
-import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -210,14 +209,6 @@ async def test_a_verb_without_a_stack_is_one_error_line(tmp_path: Path, verb: li
     [line] = result.err.splitlines()
     assert line.startswith("Error: no ") and "is the stack running?" in line, line
     assert f"./orderly up --data-dir {empty}" in line
-
-
-@pytest.fixture(scope="module")
-def refusing_port() -> Iterator[int]:
-    """A loopback port that refuses connections: bound, never listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=" ".join)

@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -316,14 +315,6 @@ async def test_verbs_find_redis_through_the_stack_file(
     write_stack_file(data_dir, {"redis": redis_server.url})
     [state] = await Cli(data_dir, redis_url=None).json("streams")
     assert (state["stream"], state["length"]) == (STREAM, 2)
-
-
-@pytest.fixture
-def refusing_port() -> Iterator[int]:
-    """A loopback port that refuses connections: bound, never listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("verb", VERBS, ids=" ".join)
