@@ -9,6 +9,7 @@ test's temporary directory.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -76,8 +77,12 @@ async def test_the_page_shows_orders_placed_after_it_opened_without_a_reload(
         await page.goto(f"{stack.endpoints['order-service']}/dashboard")
         # A mark on this very document: a reload would lose it.
         await page.evaluate("window.openedOnce = true")
-        # The first snapshot arrived: whatever is appended from now on reaches the flow.
+        # "live" once the event stream is open; the counts once its first snapshot is in, and
+        # from then on whatever is appended reaches the flow.
         await expect(page.locator("#connection")).to_have_text("live", timeout=PAGE_WAIT_MS)
+        await expect(page.locator("#status-CONFIRMED")).to_have_text(
+            re.compile(r"^\d+$"), timeout=PAGE_WAIT_MS
+        )
         before = {s: await count_of(page, s) for s in ("CONFIRMED", "REJECTED", "PENDING")}
 
         api, sku = stack.api, unique("lamp")
