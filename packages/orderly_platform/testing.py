@@ -16,9 +16,13 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 import structlog
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orderly_platform.embedded import PostgresServer, RedisServer, TemporalServer
 from orderly_platform.logs import configure_logging
+from orderly_platform.tracing import enable_tracing
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -75,3 +79,14 @@ def json_log_lines(output: io.StringIO, event: str | None = None) -> list[dict[s
     """The lines logged so far, decoded; only those saying ``event`` when it is given."""
     lines = [json.loads(line) for line in output.getvalue().splitlines()]
     return [line for line in lines if event is None or line["event"] == event]
+
+
+@pytest.fixture(name="spans", scope="module")
+def in_memory_spans() -> InMemorySpanExporter:
+    """Tracing on for this test process, every finished span kept in memory; before any app
+    or client of the module is made, so that each is instrumented."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    enable_tracing(provider)
+    return exporter

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orderly_platform import tracing
+from orderly_platform.testing import in_memory_spans  # noqa: F401 (the `spans` fixture)
 from orderly_platform.tracing import (
     TracingSettingsError,
     configure_tracing,
     continued_trace,
     current_traceparent,
-    enable_tracing,
     temporal_interceptors,
 )
-
-
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    enable_tracing(provider)
-    return exporter
 
 
 @pytest.mark.parametrize("environ", [{}, {"OTEL_TRACES_EXPORTER": "none"}])

@@ -11,12 +11,10 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from temporalio import activity
@@ -37,7 +35,8 @@ from orderly_platform.embedded import RedisServer, TemporalServer
 from orderly_platform.http import CORRELATION_HEADER
 from orderly_platform.settings import Settings
 from orderly_platform.temporal_logs import ActivityLogContext
-from orderly_platform.tracing import enable_tracing, temporal_interceptors
+from orderly_platform.testing import in_memory_spans  # noqa: F401 (the `spans` fixture)
+from orderly_platform.tracing import temporal_interceptors
 from saga.activities import SagaActivities
 from saga.bridge import BRIDGE_GROUP, SagaBridge
 from saga.converter import DATA_CONVERTER
@@ -48,16 +47,6 @@ from tests.orderly_client import until
 TOKEN = "trace-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TOPOLOGY = Topology(partitions=2)
-
-
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
-    """Tracing on for this test process, before any app or client is made."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    enable_tracing(provider)
-    return exporter
 
 
 CAPTURES: list[CapturePayment] = []
