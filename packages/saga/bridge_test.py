@@ -69,7 +69,9 @@ async def test_order_placed_starts_one_saga_and_answers_become_signals(
     handle = client.get_workflow_handle(order_id)
     description = await handle.describe()
     assert description.id == order_id
-    assert bridge.stats.processed == 2 and bridge.stats.failed_batches == 0
+    # Both OrderPlaced entries handled; the saga's own reservation request, emitted to the same
+    # stream by the worker meanwhile, may have been read (and skipped) too.
+    assert bridge.stats.processed >= 2 and bridge.stats.failed_batches == 0
 
     async def waits_for(what: str) -> bool:
         return (await handle.query(OrderSaga.state)).waiting_for == what
