@@ -352,8 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(os.environ.get("ORDERLY_LOG_LEVEL", "WARNING"), "console")
     if options.bare_ceiling:  # the child process of bare_ceiling_in_a_process
         rate = asyncio.run(bare_ceiling(options.bare_ceiling, options.orders, options.concurrency))
-        print(rate)
-        return 0
+        print(rate, flush=True)
+        # Without the interpreter's finalization, which the Temporal client's native threads
+        # can abort (SIGABRT, sdk-python#300), as the CLI does.
+        os._exit(0)
     return run_and_report(lambda: run(options), render_report, options.json)
 
 
