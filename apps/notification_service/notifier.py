@@ -38,6 +38,10 @@ log = get_logger(__name__)
 
 FEED = "orderly:notifications"
 PLACED = "placed"
+# Built once and run as an executemany: compiled on first use only, whatever the batch's size
+# (a multi-row VALUES of its own would be compiled again for each batch). The rows it returns
+# are the ones inserted: a redelivered event is logged, and published, once.
+_LOG_NEW = insert(notification_log).on_conflict_do_nothing().returning(*notification_log.c)
 
 
 def customer_channel(customer_id: str) -> str:
@@ -113,12 +117,7 @@ class Notifier:
                 rows_to_log.append(_row(note, customer_id))
             if not rows_to_log:
                 return
-            inserted = await connection.execute(
-                insert(notification_log)
-                .values(rows_to_log)
-                .on_conflict_do_nothing()
-                .returning(*notification_log.c)
-            )
+            inserted = await connection.execute(_LOG_NEW, rows_to_log)
             fresh = [dict(row._mapping) for row in inserted]
         await self._publish(fresh)
 

@@ -73,48 +73,72 @@ async def lock_checkpoints(
     deadlock on them.
     """
     streams = sorted(streams)
-    # Create missing rows first so FOR UPDATE has something to lock: two appliers of the same
-    # partition (a takeover racing the original consumer) then run one after the other.
-    await connection.execute(
-        insert(projection_checkpoints)
-        .values(
+    positions = await _lock_rows(connection, projection, streams)
+    missing = [s for s in streams if s not in positions]
+    if missing:
+        # Created, then locked like the others: two appliers of the same partition (a
+        # takeover racing the original consumer) then run one after the other. Only a
+        # stream's first batch gets here; every later one locks with the one statement above.
+        await connection.execute(
+            _CREATE_CHECKPOINT,
             [
                 {"projection": projection, "stream": s, "entry_ms": 0, "entry_seq": 0}
-                for s in streams
-            ]
+                for s in missing
+            ],
         )
-        .on_conflict_do_nothing()
-    )
-    rows = await connection.execute(
-        sa.select(
-            projection_checkpoints.c.stream,
-            projection_checkpoints.c.entry_ms,
-            projection_checkpoints.c.entry_seq,
-        )
-        .where(
-            projection_checkpoints.c.projection == projection,
-            projection_checkpoints.c.stream.in_(streams),
-        )
-        .order_by(projection_checkpoints.c.stream)
-        .with_for_update()
-    )
-    positions = {row.stream: StreamPosition(row.entry_ms, row.entry_seq) for row in rows}
+        positions = await _lock_rows(connection, projection, streams)
     return {stream: positions.get(stream, BEGINNING) for stream in streams}
+
+
+# Statements built once: each runs for every batch of every projection, and a statement
+# SQLAlchemy has compiled before costs only its cache lookup.
+_CREATE_CHECKPOINT = insert(projection_checkpoints).on_conflict_do_nothing()
+_LOCK_CHECKPOINTS = (
+    sa.select(
+        projection_checkpoints.c.stream,
+        projection_checkpoints.c.entry_ms,
+        projection_checkpoints.c.entry_seq,
+    )
+    .where(
+        projection_checkpoints.c.projection == sa.bindparam("projection"),
+        projection_checkpoints.c.stream.in_(sa.bindparam("streams", expanding=True)),
+    )
+    .order_by(projection_checkpoints.c.stream)
+    .with_for_update()
+)
+_ADVANCE_CHECKPOINT = (
+    sa.update(projection_checkpoints)
+    .where(
+        projection_checkpoints.c.projection == sa.bindparam("at_projection"),
+        projection_checkpoints.c.stream == sa.bindparam("at_stream"),
+    )
+    .values(
+        entry_ms=sa.bindparam("to_ms"), entry_seq=sa.bindparam("to_seq"), updated_at=sa.func.now()
+    )
+)
+
+
+async def _lock_rows(
+    connection: AsyncConnection, projection: str, streams: list[str]
+) -> dict[str, StreamPosition]:
+    rows = await connection.execute(
+        _LOCK_CHECKPOINTS, {"projection": projection, "streams": streams}
+    )
+    return {row.stream: StreamPosition(row.entry_ms, row.entry_seq) for row in rows}
 
 
 async def _advance(connection: AsyncConnection, projection: str, fresh: list[Recorded]) -> None:
     last: dict[str, StreamPosition] = {}
     for record in fresh:  # sorted by stream, then position: the last one per stream wins
         last[record.stream] = record.position
-    for stream, position in last.items():
-        await connection.execute(
-            sa.update(projection_checkpoints)
-            .where(
-                projection_checkpoints.c.projection == projection,
-                projection_checkpoints.c.stream == stream,
-            )
-            .values(entry_ms=position.ms, entry_seq=position.seq, updated_at=sa.func.now())
-        )
+    # One executemany: the driver sends every stream's update in one round trip.
+    await connection.execute(
+        _ADVANCE_CHECKPOINT,
+        [
+            {"at_projection": projection, "at_stream": stream, "to_ms": p.ms, "to_seq": p.seq}
+            for stream, p in last.items()
+        ],
+    )
 
 
 async def checkpoint_of(engine: AsyncEngine, projection: str, stream: str) -> StreamPosition:
