@@ -30,9 +30,10 @@ PATHS = (
 def test_every_path_has_a_saved_history_of_each_version() -> None:
     # v1-*: recorded before the emits became local activities (workflow.patched
     # "local-emits"), v2-*: while they were (until "activity-emits"), v3-*: before payment
-    # requests carried the correlation ("correlated-payments"). Sagas still running from
-    # then must replay through the path they took.
-    prefixes = ("", "v1-", "v2-", "v3-")
+    # requests carried the correlation ("correlated-payments"), v4-*: before the lean
+    # confirmed path ("lean-confirmed-path"). Sagas still running from then must replay
+    # through the path they took.
+    prefixes = ("", "v1-", "v2-", "v3-", "v4-")
     assert set(HISTORIES) >= {f"{prefix}{path}.json" for path in PATHS for prefix in prefixes}
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import pytest_asyncio
 import redis.asyncio as aioredis
 from temporalio import activity
@@ -81,7 +82,11 @@ class Harness:
     redis: aioredis.Redis
     payments: Payments
 
-    async def start(self) -> WorkflowHandle[OrderSaga, SagaState]:
+    async def start(
+        self, start_signal: Event | None = None
+    ) -> WorkflowHandle[OrderSaga, SagaState]:
+        """Start a saga; ``start_signal``: an event signalled with the start (signal-with-start),
+        in its history before its first workflow task."""
         order_id = f"o-{uuid.uuid4()}"
         saga_input = SagaInput(
             order_id=order_id,
@@ -95,7 +100,14 @@ class Harness:
             deadlines=SagaDeadlines(inventory=30, payment=60, payment_attempt=10),
         )
         return await self.client.start_workflow(
-            OrderSaga.run, saga_input, id=order_id, task_queue=ORDERS_TASK_QUEUE
+            OrderSaga.run,
+            saga_input,
+            id=order_id,
+            task_queue=ORDERS_TASK_QUEUE,
+            start_signal="event" if start_signal else None,
+            start_signal_args=(
+                [msgspec.structs.replace(start_signal, order_id=order_id)] if start_signal else []
+            ),
         )
 
     async def emitted(self, order_id: str) -> list[str]:
@@ -229,6 +241,26 @@ async def test_a_cancellation_before_payment_releases_and_cancels(saga: Harness)
     assert saga.payments.captures == []
     assert (await saga.emitted(order_id))[-1] == "OrderCancelled"
     await saga.keep_history(handle, "cancelled_before_payment")
+
+
+async def test_a_cancellation_before_the_first_task_still_releases(saga: Harness) -> None:
+    # The cancellation is in the history before the saga's first workflow task runs, as it is
+    # when a first task that appended the reservation request was lost with its worker: the
+    # saga cannot tell the two apart, so it asks for a release (a no-op for the inventory
+    # service when nothing was reserved) before it cancels.
+    cancel = OrderCancellationRequested(order_id="", reason="changed my mind")
+    handle = await saga.start(start_signal=cancel)
+    order_id = handle.id
+    await saga.when_emitted(order_id, "InventoryReleaseRequested")
+    await signal(handle, InventoryReleased(order_id=order_id, items=ITEMS))
+    result = await handle.result()
+    assert (result.status, result.reason, result.reserved) == (
+        "CANCELLED",
+        "changed my mind",
+        False,
+    )
+    assert await saga.emitted(order_id) == ["InventoryReleaseRequested", "OrderCancelled"]
+    assert saga.payments.captures == []
 
 
 async def test_a_cancellation_after_capture_refunds_then_releases(saga: Harness) -> None:

@@ -1,11 +1,12 @@
 """A saga worker killed with an emit's append done and its task unfinished, while a
 cancellation arrives: the saga that carries on in another worker forgets no request.
 
-Had the emit run inside the workflow task (a local activity), the task would be lost with
-the worker and the next worker would replay the saga with the cancellation already in its
-history: it would cancel before the reservation, never release the stock the inventory
-service had reserved on the forgotten request, and its first event would reuse that
-request's id and be dropped as a duplicate (the order would never end).
+The reservation request is appended inside the saga's first workflow task (a local
+activity): killed there, the task is lost with the worker and the next worker replays the
+saga with the cancellation already in its history. It must still release what the forgotten
+request may have reserved, and its events must not collide with that request's id (ids follow
+from the order and the event type, so a repeated request is one event, and a release is not
+dropped as a duplicate of it).
 """
 
 from __future__ import annotations
