@@ -91,6 +91,10 @@ class SagaBridge:
                 task_queue=ORDERS_TASK_QUEUE,
                 # Never a second saga for an order, not even after the first has finished.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # The bridge runs beside the saga worker on the same client: Temporal hands
+                # the first workflow task back in the start's reply, to this process's worker
+                # (when it has a free slot), instead of through a task queue poll.
+                request_eager_start=True,
             )
         except WorkflowAlreadyStartedError:
             log.debug("saga already started", order_id=placed.order_id)
