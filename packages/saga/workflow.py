@@ -23,7 +23,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from contracts import (
@@ -136,7 +136,15 @@ class OrderSaga:
         self._lean = workflow.patched(_LEAN)
         try:
             await self._saga(order)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as stopped:
+            # A cancellation that cuts off an activity in flight arrives as an ActivityError:
+            # a lean saga compensates for it too (its first task, lost with its worker, may
+            # have asked for the reservation already). Older sagas ended cancelled there, and
+            # replay as they ran.
+            if isinstance(stopped, ActivityError) and not (
+                self._lean and is_cancelled_exception(stopped)
+            ):
+                raise
             # Cancelled through Temporal (an operator). Shielded from that cancellation: an
             # order whose stock is being committed is confirmed (the stock is leaving, and a
             # release would not bring it back); any other is compensated and CANCELLED.
@@ -411,8 +419,9 @@ class OrderSaga:
 
 async def _wait_letting_the_timer_lapse(done: Callable[[], bool], *, timeout: timedelta) -> None:
     """``workflow.wait_condition(done, timeout=timeout)``, but the deadline's timer is not
-    cancelled when ``done`` comes first: it lapses, and once the saga has ended a timer still
-    running costs nothing, where cancelling it is a command and a history event."""
+    cancelled when ``done`` comes first: it lapses. A saga that has ended by then pays nothing
+    more for it, where cancelling it is a command and a history event; one still running (a
+    payment retried through a provider's outage) gets a workflow task with nothing to do."""
     lapsed = False
 
     def lapse() -> None:

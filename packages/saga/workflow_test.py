@@ -27,6 +27,7 @@ from contracts import (
     InventoryCommitted,
     InventoryReleased,
     InventoryReservationRejected,
+    InventoryReservationRequested,
     InventoryReserved,
     OrderCancellationRequested,
     decode_envelope,
@@ -45,7 +46,14 @@ from eventbus.topology import ORDERS, Topology
 from orderly_platform.embedded import TemporalServer
 from saga.activities import SagaActivities
 from saga.converter import DATA_CONVERTER
-from saga.messages import ORDERS_TASK_QUEUE, SagaDeadlines, SagaInput, SagaState
+from saga.messages import (
+    EMIT_EVENT,
+    ORDERS_TASK_QUEUE,
+    EmitEvent,
+    SagaDeadlines,
+    SagaInput,
+    SagaState,
+)
 from saga.workflow import OrderSaga
 
 TOPOLOGY = Topology(partitions=2)
@@ -77,10 +85,26 @@ class Payments:
 
 
 @dataclass
+class Emitter:
+    """The saga's emit activity; with ``hold`` set, the reservation request's emit appends,
+    then waits for it (a Redis that takes long to answer)."""
+
+    appends: SagaActivities
+    hold: asyncio.Event | None = None
+
+    @activity.defn(name=EMIT_EVENT)
+    async def emit_event(self, request: EmitEvent) -> None:
+        await self.appends.emit_event(request)
+        if self.hold is not None and isinstance(request.event, InventoryReservationRequested):
+            await self.hold.wait()
+
+
+@dataclass
 class Harness:
     client: Client
     redis: aioredis.Redis
     payments: Payments
+    emitter: Emitter
 
     async def start(
         self, start_signal: Event | None = None
@@ -147,7 +171,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0
 async def saga(temporal_server: TemporalServer, redis: aioredis.Redis) -> AsyncIterator[Harness]:
     client = await Client.connect(temporal_server.address, data_converter=DATA_CONVERTER)
     payments = Payments()
-    emitter = SagaActivities(EventAppender(redis, TOPOLOGY))
+    emitter = Emitter(SagaActivities(EventAppender(redis, TOPOLOGY)))
     async with (
         Worker(
             client,
@@ -161,7 +185,7 @@ async def saga(temporal_server: TemporalServer, redis: aioredis.Redis) -> AsyncI
             activities=[payments.capture, payments.refund],
         ),
     ):
-        yield Harness(client, redis, payments)
+        yield Harness(client, redis, payments, emitter)
 
 
 async def signal(handle: WorkflowHandle[OrderSaga, SagaState], event: Event) -> None:
@@ -301,6 +325,25 @@ async def test_an_operator_cancel_during_the_commit_still_confirms(saga: Harness
     result = await handle.result()
     assert (result.status, result.refunded) == ("CONFIRMED", 0)
     assert (await saga.emitted(order_id))[-1] == "OrderConfirmed"
+
+
+async def test_an_operator_cancel_during_the_reservation_emit_releases(saga: Harness) -> None:
+    # The cancellation cuts off the emit in flight (it reaches the saga as an ActivityError, not
+    # as asyncio.CancelledError); the request may be appended already, so the saga releases.
+    saga.emitter.hold = asyncio.Event()
+    handle = await saga.start()
+    order_id = handle.id
+    await saga.when_emitted(order_id, "InventoryReservationRequested")
+    await handle.cancel()
+    await saga.when_emitted(order_id, "InventoryReleaseRequested")
+    await signal(handle, InventoryReleased(order_id=order_id, items=ITEMS))
+    result = await handle.result()
+    assert (result.status, result.reason) == ("CANCELLED", "cancelled by an operator")
+    assert await saga.emitted(order_id) == [
+        "InventoryReservationRequested",
+        "InventoryReleaseRequested",
+        "OrderCancelled",
+    ]
 
 
 async def test_an_operator_cancel_before_payment_compensates_and_cancels(saga: Harness) -> None:

@@ -16,6 +16,7 @@ import os
 import sys
 import uuid
 
+import pytest
 import redis.asyncio as aioredis
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
@@ -57,8 +58,17 @@ async def emitted(redis: aioredis.Redis, order_id: str) -> list[str]:
     return [type(e.data).__name__ for e in envelopes if e.subject == order_id]
 
 
+# By the customer: a signal the saga reads on its next task. By an operator, through Temporal:
+# a cancellation request the retried first task finds in the history before it asks again.
+CANCELLED_BY = {"customer": "changed my mind", "operator": "cancelled by an operator"}
+
+
+@pytest.mark.parametrize("cancelled_by", list(CANCELLED_BY))
 async def test_a_saga_worker_killed_mid_emit_while_a_cancel_arrives_forgets_no_request(
-    temporal_server: TemporalServer, redis_server: RedisServer, redis: aioredis.Redis
+    temporal_server: TemporalServer,
+    redis_server: RedisServer,
+    redis: aioredis.Redis,
+    cancelled_by: str,
 ) -> None:
     client = await Client.connect(temporal_server.address, data_converter=DATA_CONVERTER)
     task_queue = f"orders-{uuid.uuid4()}"  # this test's workers only
@@ -84,8 +94,14 @@ async def test_a_saga_worker_killed_mid_emit_while_a_cancel_arrives_forgets_no_r
 
         await until(hanging_after_append, 60, "the victim's first emit")
         assert await emitted(redis, order_id) == ["InventoryReservationRequested"]
-        cancel = OrderCancellationRequested(order_id=order_id, reason="changed my mind")
-        await handle.signal(OrderSaga.event, cancel)  # in the saga's history once it returns
+        # In the saga's history once it returns.
+        if cancelled_by == "customer":
+            cancel = OrderCancellationRequested(
+                order_id=order_id, reason=CANCELLED_BY[cancelled_by]
+            )
+            await handle.signal(OrderSaga.event, cancel)
+        else:
+            await handle.cancel()
     finally:
         victim.kill()
         await victim.wait()
@@ -112,7 +128,7 @@ async def test_a_saga_worker_killed_mid_emit_while_a_cancel_arrives_forgets_no_r
             if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
                 await handle.terminate("test over")
 
-    assert (result.status, result.reason) == ("CANCELLED", "changed my mind")
+    assert (result.status, result.reason) == ("CANCELLED", CANCELLED_BY[cancelled_by])
     assert await emitted(redis, order_id) == [
         "InventoryReservationRequested",
         "InventoryReleaseRequested",
