@@ -70,7 +70,9 @@ async def lock_checkpoints(
     """Lock (and create if missing) the projection's checkpoints of these streams.
 
     Locks are taken in stream order, so two transactions locking overlapping sets cannot
-    deadlock on them.
+    deadlock on them; except on a stream's first batches, where the rows created here are
+    locked after the ones that existed: a race of three appliers there can deadlock, and
+    Postgres then fails one transaction (40P01), whose batch the projector tries again.
     """
     streams = sorted(streams)
     positions = await _lock_rows(connection, projection, streams)
