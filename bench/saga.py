@@ -73,8 +73,10 @@ def child_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-async def start_stack(data_dir: Path) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    env = {**child_env(data_dir.parent), "ORDERLY_LOG_LEVEL": "WARNING"}
+async def start_stack(
+    data_dir: Path, env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    env = {**env, "ORDERLY_LOG_LEVEL": "WARNING"}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli", "up", "--data-dir", str(data_dir), "--json",
         stdout=asyncio.subprocess.PIPE,
@@ -249,10 +251,11 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(
         prefix="orderly-bench-saga-", ignore_cleanup_errors=True
     ) as tmp:
-        process, endpoints = await start_stack(Path(tmp) / "stack")
+        env = child_env(Path(tmp))
+        process, endpoints = await start_stack(Path(tmp) / "stack", env)
         try:
             meter = stack_cores_meter(process.pid)
-            return await measure(options, endpoints, meter, child_env(Path(tmp)))
+            return await measure(options, endpoints, meter, env)
         finally:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 120)
